@@ -1,0 +1,33 @@
+"""trainspeed: how much faster does this machine's GPU train a neural network than its CPU?
+
+    import trainspeed
+    result = trainspeed.run(models=["cnn"], devices=["cpu"], epochs=1, keep_models=True)
+    prediction = trainspeed.predict(result.models[("cnn", "cpu")], images)
+"""
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__", "run", "predict", "RunConfig", "RunResult", "list_models", "list_datasets"]
+
+
+def __getattr__(name: str):
+    # Imported on first use so that `trainspeed --version` does not pay for importing torch.
+    if name == "run":
+        from .runner import run
+        return run
+    if name == "predict":
+        from .train import predict
+        return predict
+    if name == "RunConfig":
+        from .config import RunConfig
+        return RunConfig
+    if name == "RunResult":
+        from .results import RunResult
+        return RunResult
+    if name == "list_models":
+        from .models import list_models
+        return list_models
+    if name == "list_datasets":
+        from .data import list_datasets
+        return list_datasets
+    raise AttributeError(f"module 'trainspeed' has no attribute {name!r}")

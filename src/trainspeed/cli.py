@@ -1,0 +1,113 @@
+"""The `trainspeed` command: parses flags, calls the library, prints. Nothing else lives here."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+from . import __version__
+from .errors import TrainspeedError
+
+
+def _names(text: str) -> list[str]:
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("expected a comma-separated list of names")
+    return names
+
+
+def _shape(text: str) -> tuple[int, int, int]:
+    try:
+        height, width, channels = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected HxWxC such as 32x32x3, got {text!r}") from None
+    return height, width, channels
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="trainspeed", description="How much faster does this machine's GPU train a network than its CPU?")
+    parser.add_argument("--version", action="version", version=f"trainspeed {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    commands.add_parser("devices", help="list the CPU and GPUs, and why a GPU cannot be used")
+
+    run = commands.add_parser("run", help="train the models on each device and compare their speed")
+    run.add_argument("--models", type=_names, default=None,
+                     help="comma-separated models: ann, cnn, mlp:N (default: ann,cnn)")
+    run.add_argument("--devices", type=_names, default=None,
+                     help="comma-separated devices: cpu, cuda, cuda:N, mps (default: CPU and every GPU)")
+    run.add_argument("--dataset", default="auto",
+                     help="auto, cifar10, fashion_mnist, mnist or synthetic (default: auto)")
+    run.add_argument("--data-dir", default=None, help="a folder or archive holding the data set already")
+    run.add_argument("--no-download", dest="download", action="store_false",
+                     help="never download; use only data already on this machine")
+    run.add_argument("--epochs", type=int, default=3, help="epochs per case (default: 3)")
+    run.add_argument("--batch-size", type=int, default=32, help="batch size (default: 32, as Keras)")
+    run.add_argument("--limit", type=int, default=None, help="train on the first N training images only")
+    run.add_argument("--seed", type=int, default=0, help="seed for data order, weights and dropout (default: 0)")
+    run.add_argument("--cpu-threads", type=int, default=None, help="threads for the CPU (default: all cores)")
+    run.add_argument("--synthetic-shape", type=_shape, default=(32, 32, 3),
+                     help="image shape HxWxC of the synthetic data set (default: 32x32x3)")
+    run.add_argument("--out", default="trainspeed-results", help="folder for results.json (default: %(default)s)")
+    return parser
+
+
+def cmd_devices(args: argparse.Namespace, console: Console) -> int:
+    from .devices import report
+    from .report.terminal import devices_table
+
+    console.print(devices_table(report()))
+    return 0
+
+
+def cmd_run(args: argparse.Namespace, console: Console) -> int:
+    from .config import DEFAULT_MODELS, RunConfig
+    from .progress import EpochProgress
+    from .report.terminal import results_table
+    from .runner import run
+
+    config = RunConfig(
+        models=args.models or list(DEFAULT_MODELS), devices=args.devices, dataset=args.dataset,
+        data_dir=args.data_dir, download=args.download, epochs=args.epochs, batch_size=args.batch_size,
+        limit=args.limit, seed=args.seed, cpu_threads=args.cpu_threads,
+        synthetic_shape=args.synthetic_shape, out=args.out,
+    )
+    results_file = Path(args.out) / "results.json"
+    try:
+        with EpochProgress(Console(stderr=True)) as progress:
+            result = run(config, progress=progress)
+    except KeyboardInterrupt:
+        console.print(f"[yellow]interrupted; the finished cases are in {results_file}[/]")
+        return 130
+    console.print(results_table(result))
+    for note in result.notes:
+        console.print(f"[yellow]note:[/] {note}")
+    console.print(f"results: {results_file}")
+    return 0 if all(case.ok for case in result.cases) else 1
+
+
+COMMANDS = {"devices": cmd_devices, "run": cmd_run}
+
+
+class _OneLineFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return f"trainspeed: {record.levelname.lower()}: {record.getMessage()}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_OneLineFormatter())
+    logging.getLogger("trainspeed").addHandler(handler)
+    logging.getLogger("trainspeed").setLevel(logging.INFO)
+    console = Console()
+    try:
+        return COMMANDS[args.command](args, console)
+    except TrainspeedError as error:
+        print(f"trainspeed: error: {error}", file=sys.stderr)
+        return 2

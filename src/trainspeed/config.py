@@ -1,0 +1,41 @@
+"""What a run is asked to do, as one plain dataclass that round-trips through JSON."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .errors import ConfigError
+
+DEFAULT_MODELS = ("ann", "cnn")
+
+
+@dataclass
+class RunConfig:
+    models: list[str] = field(default_factory=lambda: list(DEFAULT_MODELS))
+    devices: list[str] | None = None  # None: the CPU and every usable accelerator
+    dataset: str = "auto"
+    data_dir: str | None = None
+    download: bool = True
+    epochs: int = 3
+    batch_size: int = 32
+    limit: int | None = None
+    seed: int = 0
+    cpu_threads: int | None = None  # None: all usable cores
+    precision: str = "fp32"
+    out: str | None = "trainspeed-results"
+    # (height, width, channels), as Keras writes image shapes; only for the synthetic set.
+    synthetic_shape: tuple[int, int, int] = (32, 32, 3)
+    # Untimed steps on a throwaway model before a single timed epoch.
+    warmup_steps: int = 50
+
+    def validate(self) -> None:
+        if not self.models:
+            raise ConfigError("no models given; choose from e.g. ann, cnn, mlp:1")
+        for name, value, least in (("--epochs", self.epochs, 1), ("--batch-size", self.batch_size, 1),
+                                   ("--limit", self.limit, 1), ("--cpu-threads", self.cpu_threads, 1)):
+            if value is not None and value < least:
+                raise ConfigError(f"{name} must be at least {least}, got {value}")
+        if self.precision != "fp32":
+            raise ConfigError(f"unsupported precision {self.precision!r}; this version measures fp32 only")
+        if len(self.synthetic_shape) != 3 or min(self.synthetic_shape) < 1:
+            raise ConfigError(f"synthetic shape must be three positive sizes HxWxC, got {self.synthetic_shape}")

@@ -1,0 +1,147 @@
+"""The models, by name: each is one builder that adapts to the data set's shape and classes.
+
+Every layer starts as Keras's do (glorot-uniform kernels, zero biases) and trains with the
+seeds' optimizer and loss, so results are comparable with the Keras originals.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .errors import ConfigError
+from .losses import sigmoid_categorical_crossentropy, softmax_sparse_crossentropy
+from .optimizers import KerasAdam, keras_sgd
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+OptimizerFactory = Callable[[object], torch.optim.Optimizer]
+
+
+@dataclass
+class ModelSpec:
+    """A network and the recipe it trains with. The network returns logits."""
+
+    name: str
+    network: nn.Module
+    loss: LossFn
+    make_optimizer: OptimizerFactory
+    output_activation: str  # "softmax" or "sigmoid": how logits become the Keras outputs
+    image_shape: tuple[int, int, int] = (0, 0, 0)  # (channels, height, width) it was built for
+    class_names: tuple[str, ...] | None = None
+
+    @property
+    def params(self) -> int:
+        return sum(p.numel() for p in self.network.parameters())
+
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(logits, -1) if self.output_activation == "softmax" else torch.sigmoid(logits)
+
+
+ImageShape = tuple[int, int, int]  # (channels, height, width)
+Builder = Callable[[ImageShape, int, str], ModelSpec]
+_MODELS: dict[str, tuple[Builder, str]] = {}
+
+
+def register_model(name: str, usage: str | None = None) -> Callable[[Builder], Builder]:
+    """Register a builder; `usage` documents a parameterized name such as 'mlp:N'."""
+    def decorate(builder: Builder) -> Builder:
+        _MODELS[name] = (builder, usage or name)
+        return builder
+    return decorate
+
+
+def list_models() -> list[str]:
+    return [usage for _, usage in _MODELS.values()]
+
+
+def check_model_name(name: str) -> None:
+    """Fail early, before any data is loaded, on a name no builder accepts."""
+    create_model(name, (1, 8, 8), 2)
+
+
+def create_model(name: str, image_shape: ImageShape, num_classes: int) -> ModelSpec:
+    base, _, argument = name.partition(":")
+    entry = _MODELS.get(base)
+    if entry is None:
+        raise ConfigError(f"unknown model {name!r}; choose from: {', '.join(list_models())}")
+    spec = entry[0](image_shape, num_classes, argument)
+    spec.image_shape = tuple(image_shape)
+    keras_init(spec.network)
+    return spec
+
+
+def keras_init(network: nn.Module) -> None:
+    """Keras's defaults for Dense and Conv2D: glorot-uniform kernels, zero biases."""
+    for module in network.modules():
+        if isinstance(module, (nn.Linear, nn.Conv2d)):
+            nn.init.xavier_uniform_(module.weight)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+
+
+def _no_argument(name: str, argument: str) -> None:
+    if argument:
+        raise ConfigError(f"model {name!r} takes no argument (got {name}:{argument})")
+
+
+@register_model("ann")
+def ann(image_shape: ImageShape, num_classes: int, argument: str) -> ModelSpec:
+    """Seed 1: Flatten, Dense(3000, relu), Dense(1000, relu), Dense(classes, sigmoid); SGD."""
+    _no_argument("ann", argument)
+    channels, height, width = image_shape
+    network = nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(channels * height * width, 3000), nn.ReLU(),
+        nn.Linear(3000, 1000), nn.ReLU(),
+        nn.Linear(1000, num_classes),
+    )
+    return ModelSpec("ann", network, sigmoid_categorical_crossentropy, keras_sgd, "sigmoid")
+
+
+def _conv_output(size: int, padding: str) -> int:
+    return size if padding == "same" else size - 2
+
+
+@register_model("cnn")
+def cnn(image_shape: ImageShape, num_classes: int, argument: str) -> ModelSpec:
+    """Seed 2: three 3x3 convolutions with max-pooling and dropout, Dense(512), softmax; Adam."""
+    _no_argument("cnn", argument)
+    channels, height, width = image_shape
+    # Spatial size after: same conv, pool 2, same conv, valid conv, pool 2 (floor, as Keras).
+    h = (_conv_output(height // 2, "valid")) // 2
+    w = (_conv_output(width // 2, "valid")) // 2
+    if h < 1 or w < 1:
+        raise ConfigError(f"images of {height}x{width} are too small for the cnn (at least 8x8)")
+    network = nn.Sequential(
+        nn.Conv2d(channels, 32, 3, padding="same"), nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Dropout(0.25),
+        nn.Conv2d(32, 64, 3, padding="same"), nn.ReLU(),
+        nn.Conv2d(64, 64, 3), nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Dropout(0.25),
+        nn.Flatten(),
+        nn.Linear(64 * h * w, 512), nn.ReLU(),
+        nn.Dropout(0.2),
+        nn.Linear(512, num_classes),
+    )
+    return ModelSpec("cnn", network, softmax_sparse_crossentropy, KerasAdam, "softmax")
+
+
+@register_model("mlp", usage="mlp:N")
+def mlp(image_shape: ImageShape, num_classes: int, argument: str) -> ModelSpec:
+    """The exercise: Flatten, N hidden Dense(128, relu), Dense(classes, softmax); Adam."""
+    if not argument.isdigit() or int(argument) < 1:
+        raise ConfigError(f"mlp needs a number of hidden layers, e.g. mlp:1 or mlp:5 (got {'mlp:' + argument!r})")
+    hidden = int(argument)
+    channels, height, width = image_shape
+    layers: list[nn.Module] = [nn.Flatten()]
+    width_in = channels * height * width
+    for _ in range(hidden):
+        layers += [nn.Linear(width_in, 128), nn.ReLU()]
+        width_in = 128
+    layers.append(nn.Linear(width_in, num_classes))
+    return ModelSpec(f"mlp:{hidden}", nn.Sequential(*layers), softmax_sparse_crossentropy, KerasAdam, "softmax")

@@ -1,0 +1,88 @@
+"""Rich tables for the terminal: the devices of this machine and the results of a run."""
+
+from __future__ import annotations
+
+from rich.table import Table
+
+from ..devices import DeviceReport
+from ..results import CaseResult, RunResult
+
+
+def _gib(value: int | None) -> str:
+    return f"{value / 2**30:.1f} GiB" if value else "-"
+
+
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.2f}" if value < 100 else f"{value:.0f}"
+
+
+def devices_table(report: DeviceReport) -> Table:
+    table = Table(title="Devices trainspeed can train on", show_header=True, header_style="bold")
+    table.add_column("device")
+    table.add_column("what it is")
+    table.add_column("details")
+    cpu = report.cpu
+    cores = f"{cpu.logical_cores} logical"
+    if cpu.physical_cores:
+        cores += f", {cpu.physical_cores} physical"
+    cores += f", {cpu.usable_cores} usable; {cpu.threads} threads used"
+    details = [cores, f"PyTorch kernels: {cpu.torch_capability}",
+               f"ISA: {' '.join(cpu.features) or 'unknown'}"]
+    if cpu.governor:
+        details.append(f"frequency governor: {cpu.governor}")
+    if cpu.max_mhz:
+        details.append(f"max clock: {cpu.max_mhz:.0f} MHz")
+    table.add_row("cpu", cpu.model, "\n".join(details))
+    for gpu in report.gpus:
+        facts = [f"memory: {_gib(gpu.memory_bytes)}"]
+        if gpu.compute_capability:
+            facts.append(f"compute capability {gpu.compute_capability}, {gpu.multiprocessors} SMs")
+        facts += [f"{label}: {value}" for label, value in
+                  (("driver", gpu.driver), ("CUDA", gpu.cuda), ("cuDNN", gpu.cudnn)) if value]
+        table.add_row(gpu.device, gpu.name, "\n".join(facts))
+    if not report.gpus:
+        table.add_row("[yellow]no GPU[/]", "none usable", f"[yellow]{report.no_gpu_reason}[/]")
+    return table
+
+
+def _accuracy(case: CaseResult) -> str:
+    if case.test_accuracy is None:
+        return "-"
+    text = f"{case.test_accuracy:.1%}"
+    return text if case.accuracy_meaningful else f"[dim]{text}*[/]"
+
+
+def results_table(result: RunResult) -> Table:
+    data = result.dataset
+    title = f"trainspeed: {data.name if data else '?'}"
+    if data:
+        title += f", {data.train_images:,} training images"
+    batch_sizes = sorted({case.batch_size for case in result.cases})
+    title += f", batch {', '.join(map(str, batch_sizes))}"
+    table = Table(title=title, header_style="bold")
+    for name, justify in (("model", "left"), ("device", "left"), ("first epoch s", "right"),
+                          ("steady s/epoch", "right"), ("images/s", "right"),
+                          ("speedup vs CPU", "right"), ("test accuracy", "right")):
+        table.add_column(name, justify=justify)
+    names = {case.device: case.device_name for case in result.cases if case.device_name}
+    caption = [f"{device}: {name}" for device, name in names.items()]
+    if any(not case.accuracy_meaningful for case in result.cases):
+        caption.append("* random data: accuracy means nothing")
+    table.caption = "\n".join(caption)
+    for case in result.cases:
+        device = case.device
+        if not case.ok:
+            table.add_row(case.model, device, f"[red]{case.status}[/]", f"[red]{case.error}[/]", "", "", "")
+            continue
+        first = _seconds(case.first_epoch_s)
+        if case.warmup_steps:
+            first += " [dim](warmed up)[/]"
+        table.add_row(
+            case.model, device, first, _seconds(case.steady_epoch_s),
+            f"{case.images_per_s:,.0f}" if case.images_per_s else "-",
+            f"{case.speedup_vs_cpu:.1f}x" if case.speedup_vs_cpu else "-",
+            _accuracy(case),
+        )
+    return table

@@ -1,0 +1,145 @@
+"""The training loop: the seeds' `model.fit` and `model.evaluate`, with data kept on the device.
+
+Images stay uint8 on the device and are scaled by 1/255 per batch there, which moves a quarter
+of the bytes a float copy would and keeps the host out of the loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from .models import ModelSpec
+from .stats import steps_per_epoch
+
+
+class EpochStats(NamedTuple):
+    loss: float
+    accuracy: float
+
+
+@dataclass
+class DeviceData:
+    """A data set's arrays as tensors on one device."""
+
+    train_images: torch.Tensor
+    train_labels: torch.Tensor
+    test_images: torch.Tensor
+    test_labels: torch.Tensor
+
+    @classmethod
+    def from_arrays(cls, train_images, train_labels, test_images, test_labels, device: torch.device) -> DeviceData:
+        def move(array: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(np.ascontiguousarray(array)).to(device)
+
+        return cls(move(train_images), move(train_labels), move(test_images), move(test_labels))
+
+
+def as_input(images: torch.Tensor) -> torch.Tensor:
+    """The seeds' preprocessing: uint8 pixels scaled by 1/255."""
+    return images.float().div_(255.0)
+
+
+# Called every few steps with (step, steps, running loss, running accuracy).
+StepCallback = Callable[[int, int, float, float], None]
+
+
+def train_epoch(
+    spec: ModelSpec,
+    optimizer: torch.optim.Optimizer,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    batch_size: int,
+    generator: torch.Generator,
+    on_progress: StepCallback | None = None,
+    report_every: int = 50,
+    max_steps: int | None = None,
+) -> EpochStats:
+    """One pass over the data in a fresh random order, as Keras's fit(shuffle=True) does."""
+    network = spec.network
+    network.train()
+    count = len(images)
+    order = torch.randperm(count, generator=generator).to(images.device)
+    steps = steps_per_epoch(count, batch_size)
+    if max_steps is not None:
+        steps = min(steps, max_steps)
+    # Running sums stay on the device; reading them forces a sync, so only every few steps.
+    loss_sum = torch.zeros((), device=images.device)
+    correct = torch.zeros((), device=images.device, dtype=torch.int64)
+    seen = 0
+    for step in range(steps):
+        index = order[step * batch_size:(step + 1) * batch_size]
+        batch_labels = labels[index]
+        logits = network(as_input(images[index]))
+        loss = spec.loss(logits, batch_labels)
+        # Keeping gradient buffers (not None) avoids re-allocating them every step.
+        optimizer.zero_grad(set_to_none=False)
+        loss.backward()
+        optimizer.step()
+        with torch.no_grad():
+            loss_sum += loss.detach() * len(index)
+            correct += (logits.argmax(-1) == batch_labels).sum()
+        seen += len(index)
+        if on_progress is not None and ((step + 1) % report_every == 0 or step + 1 == steps):
+            on_progress(step + 1, steps, loss_sum.item() / seen, correct.item() / seen)
+    return EpochStats(loss_sum.item() / max(seen, 1), correct.item() / max(seen, 1))
+
+
+@torch.no_grad()
+def evaluate(spec: ModelSpec, images: torch.Tensor, labels: torch.Tensor, batch_size: int) -> EpochStats:
+    """The seeds' model.evaluate: mean loss and accuracy over the test set, dropout off."""
+    network = spec.network
+    network.eval()
+    loss_sum = torch.zeros((), device=images.device)
+    correct = torch.zeros((), device=images.device, dtype=torch.int64)
+    for start in range(0, len(images), batch_size):
+        batch_labels = labels[start:start + batch_size]
+        logits = network(as_input(images[start:start + batch_size]))
+        loss_sum += spec.loss(logits, batch_labels) * len(batch_labels)
+        correct += (logits.argmax(-1) == batch_labels).sum()
+    return EpochStats(loss_sum.item() / len(images), correct.item() / len(images))
+
+
+@dataclass
+class Prediction:
+    """What the seeds got from model.predict + argmax: a class per image, with probabilities."""
+
+    classes: list[str]
+    indices: np.ndarray
+    probabilities: np.ndarray
+
+
+def _as_nchw(images, channels: int) -> torch.Tensor:
+    tensor = torch.as_tensor(np.asarray(images))
+    if tensor.ndim == 3:  # one image
+        tensor = tensor.unsqueeze(0)
+    if tensor.ndim != 4:
+        raise ValueError(f"expected images as (N, C, H, W) or (N, H, W, C), got shape {tuple(tensor.shape)}")
+    if tensor.shape[1] != channels and tensor.shape[-1] == channels:
+        tensor = tensor.permute(0, 3, 1, 2)  # Keras's channels-last layout
+    return tensor
+
+
+@torch.no_grad()
+def predict(spec: ModelSpec, images, batch_size: int = 256) -> Prediction:
+    """Class names and probabilities for uint8 images (or floats already scaled to [0, 1])."""
+    network = spec.network
+    network.eval()
+    device = next(network.parameters()).device
+    tensor = _as_nchw(images, spec.image_shape[0])
+    if tuple(tensor.shape[1:]) != tuple(spec.image_shape):
+        raise ValueError(f"the {spec.name} was built for images of shape {spec.image_shape}, got {tuple(tensor.shape[1:])}")
+    outputs = []
+    for start in range(0, len(tensor), batch_size):
+        batch = tensor[start:start + batch_size].to(device)
+        batch = as_input(batch) if batch.dtype == torch.uint8 else batch.float()
+        outputs.append(spec.probabilities(network(batch)).cpu())
+    probabilities = torch.cat(outputs).numpy()
+    indices = probabilities.argmax(-1)
+    names = spec.class_names or tuple(str(i) for i in range(probabilities.shape[-1]))
+    return Prediction([names[i] for i in indices], indices, probabilities)
