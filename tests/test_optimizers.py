@@ -1,0 +1,43 @@
+import math
+
+import pytest
+import torch
+
+from trainspeed.optimizers import KerasAdam
+
+
+def keras_adam_by_hand(gradients, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-7):
+    """Keras's Adam.update_step, written out for one scalar."""
+    value, m, v = 1.0, 0.0, 0.0
+    for t, g in enumerate(gradients, start=1):
+        alpha = lr * math.sqrt(1 - beta2**t) / (1 - beta1**t)
+        m += (g - m) * (1 - beta1)
+        v += (g * g - v) * (1 - beta2)
+        value -= m * alpha / (math.sqrt(v) + eps)
+    return value
+
+
+def test_keras_adam_matches_keras_update_rule():
+    gradients = [0.5, -0.25, 1e-6]
+    weight = torch.nn.Parameter(torch.tensor([1.0], dtype=torch.float64))
+    optimizer = KerasAdam([weight])
+    for g in gradients:
+        weight.grad = torch.tensor([g], dtype=torch.float64)
+        optimizer.step()
+    assert math.isclose(weight.item(), keras_adam_by_hand(gradients), rel_tol=0, abs_tol=1e-12)
+
+
+def test_epsilon_placement_differs_from_pytorch_adam_for_tiny_gradients():
+    # Where the gradient is tiny, where epsilon sits decides the step: the reason for KerasAdam.
+    ours = torch.nn.Parameter(torch.zeros(1, dtype=torch.float64))
+    theirs = torch.nn.Parameter(torch.zeros(1, dtype=torch.float64))
+    keras, torch_adam = KerasAdam([ours]), torch.optim.Adam([theirs], eps=1e-7)
+    for parameter, optimizer in ((ours, keras), (theirs, torch_adam)):
+        parameter.grad = torch.tensor([1e-7], dtype=torch.float64)
+        optimizer.step()
+    # The hand-written rule starts from 1.0; these parameters start from 0.
+    assert math.isclose(ours.item(), keras_adam_by_hand([1e-7]) - 1.0, rel_tol=1e-9)
+    # Keras: (lr sqrt(1-b2) / (1-b1)) * m / (sqrt(v) + eps) = 3.162e-4 * 1e-8 / (3.16e-9 + 1e-7) = 3.07e-5.
+    # PyTorch: lr * m_hat / (sqrt(v_hat) + eps) = 1e-3 * 1e-7 / (1e-7 + 1e-7) = 5e-4.
+    assert ours.item() == pytest.approx(-3.065e-5, rel=1e-3)
+    assert theirs.item() == pytest.approx(-5.0e-4, rel=1e-3)
