@@ -1,8 +1,8 @@
 import pytest
-from conftest import md5_of
 from rich.console import Console
 from rich.progress import Progress
 
+from conftest import md5_of
 from trainspeed.data.download import download
 from trainspeed.errors import ChecksumError, DownloadError
 

@@ -2,11 +2,16 @@ import pickle
 
 import numpy as np
 import pytest
+
 from conftest import (
-    CIFAR_NAMES, SAMPLE_ARCHIVE, cifar_archive_bytes, cifar_batch_bytes, idx_bytes, make_cifar_files,
+    CIFAR_NAMES,
+    SAMPLE_ARCHIVE,
+    cifar_archive_bytes,
+    cifar_batch_bytes,
+    idx_bytes,
+    make_cifar_files,
     write_cifar_folder,
 )
-
 from trainspeed.data import formats
 from trainspeed.data.download import md5sum
 from trainspeed.data.registry import CIFAR10_MD5, read_cifar10_archive, read_cifar10_folder

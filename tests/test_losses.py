@@ -3,7 +3,9 @@ import math
 import torch
 
 from trainspeed.losses import (
-    keras_categorical_crossentropy, sigmoid_categorical_crossentropy, softmax_sparse_crossentropy,
+    keras_categorical_crossentropy,
+    sigmoid_categorical_crossentropy,
+    softmax_sparse_crossentropy,
 )
 
 

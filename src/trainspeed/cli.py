@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 
@@ -85,8 +84,6 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         console.print(f"[yellow]interrupted; the finished cases are in {results_file}[/]")
         return 130
     console.print(results_table(result))
-    for note in result.notes:
-        console.print(f"[yellow]note:[/] {note}")
     console.print(f"results: {results_file}")
     return 0 if all(case.ok for case in result.cases) else 1
 
@@ -94,17 +91,8 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
 COMMANDS = {"devices": cmd_devices, "run": cmd_run}
 
 
-class _OneLineFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        return f"trainspeed: {record.levelname.lower()}: {record.getMessage()}"
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_OneLineFormatter())
-    logging.getLogger("trainspeed").addHandler(handler)
-    logging.getLogger("trainspeed").setLevel(logging.INFO)
     console = Console()
     try:
         return COMMANDS[args.command](args, console)

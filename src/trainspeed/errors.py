@@ -24,6 +24,10 @@ class ChecksumError(DataError):
 class DownloadError(DataError):
     """A file could not be fetched (no network, server error, interrupted transfer)."""
 
+    def __init__(self, message: str, reasons: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.reasons = reasons or [message]
+
 
 class ResultsError(TrainspeedError):
     """A results file that cannot be read or written."""

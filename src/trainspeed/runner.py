@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from dataclasses import asdict, fields
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,8 +18,6 @@ from .results import RESULTS_FILE, CaseResult, DatasetInfo, EpochRecord, RunResu
 from .stats import first_and_steady, images_per_second, steps_per_epoch
 from .timing import Timer
 from .train import DeviceData, evaluate, train_epoch
-
-log = logging.getLogger("trainspeed")
 
 
 def make_config(config: RunConfig | None = None, **overrides) -> RunConfig:
@@ -89,6 +86,8 @@ def run(
     progress = progress or EpochProgress()
     if own_progress:
         progress.__enter__()
+    for note in result.notes:  # said once, here, and kept in the results
+        progress.message(f"[yellow]note:[/] {note}")
     try:
         for device in targets:
             on_device = DeviceData.from_arrays(

@@ -133,7 +133,8 @@ def predict(spec: ModelSpec, images, batch_size: int = 256) -> Prediction:
     device = next(network.parameters()).device
     tensor = _as_nchw(images, spec.image_shape[0])
     if tuple(tensor.shape[1:]) != tuple(spec.image_shape):
-        raise ValueError(f"the {spec.name} was built for images of shape {spec.image_shape}, got {tuple(tensor.shape[1:])}")
+        raise ValueError(
+            f"the {spec.name} was built for images of shape {spec.image_shape}, got {tuple(tensor.shape[1:])}")
     outputs = []
     for start in range(0, len(tensor), batch_size):
         batch = tensor[start:start + batch_size].to(device)

@@ -10,7 +10,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from rich.progress import (
-    BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn,
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
 )
 
 from ..errors import ChecksumError, DownloadError
@@ -64,8 +69,7 @@ def download(
         try:
             _fetch(url, part, progress=progress, timeout_s=timeout_s, label=dest.name)
         except (urllib.error.URLError, OSError) as error:
-            reason = getattr(error, "reason", None) or error
-            failures.append(f"{url}: {reason}")
+            failures.append(f"{url}: {getattr(error, 'reason', None) or error}")
             continue
         found = md5sum(part)
         if found != md5:
@@ -78,7 +82,8 @@ def download(
         return dest
     raise DownloadError(
         f"cannot download {dest.name} ({'; '.join(failures)}); if this machine is offline, "
-        f"copy the file into {dest.parent} or pass --data-dir, or use --dataset synthetic"
+        f"copy the file into {dest.parent} or pass --data-dir, or use --dataset synthetic",
+        reasons=failures,
     )
 
 

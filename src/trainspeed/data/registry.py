@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -13,8 +12,6 @@ import numpy as np
 from ..errors import ConfigError, DataError, DownloadError
 from . import formats
 from .download import cache_dir, download, md5sum
-
-log = logging.getLogger("trainspeed")
 
 
 @dataclass(frozen=True)
@@ -141,10 +138,8 @@ def read_cifar10_archive(archive: Path, *, trusted: bool = False) -> Dataset:
         ) from None
     notes = ()
     if not matches:
-        note = (f"{archive} is not the official CIFAR-10 release (md5 {found}, expected "
-                f"{CIFAR10_MD5}); results are marked as such")
-        log.warning(note)
-        notes = (note,)
+        notes = (f"{archive} is not the official CIFAR-10 release (md5 {found}, expected "
+                 f"{CIFAR10_MD5}); results are marked as such",)
     return Dataset("cifar10", *arrays, source=str(archive), matches_release=matches, notes=notes)
 
 
@@ -274,13 +269,12 @@ def _locate_idx_file(release: IdxRelease, file_name: str, md5: str, options: Dat
 def load_idx_release(release: IdxRelease, options: DataOptions) -> Dataset:
     arrays = []
     notes = []
-    for (file_name, md5), ndim in zip(release.files, (3, 1, 3, 1)):
+    for (file_name, md5), ndim in zip(release.files, (3, 1, 3, 1), strict=True):
         path, users_copy = _locate_idx_file(release, file_name, md5, options)
         if users_copy:
             found = md5sum(path)
             if found != md5:
                 notes.append(f"{path} is not the official release (md5 {found}, expected {md5})")
-                log.warning(notes[-1])
         arrays.append(formats.read_idx(path, ndim))
     train_images, train_labels, test_images, test_labels = arrays
     for images, labels, split in ((train_images, train_labels, "train"), (test_images, test_labels, "test")):
@@ -337,7 +331,7 @@ def auto(options: DataOptions) -> Dataset:
     try:
         return cifar10(options)
     except DownloadError as error:
-        note = f"CIFAR-10 unavailable ({error}); using synthetic data of CIFAR-10's shape instead"
-        log.warning(note)
+        note = (f"CIFAR-10 is not on this machine and could not be downloaded ({'; '.join(error.reasons)}): "
+                "timing synthetic data of its shape instead; pass --data-dir to use a copy you have")
         data = synthetic(options)
         return replace(data, notes=data.notes + (note,))

@@ -1,0 +1,117 @@
+"""The command line end to end, in a subprocess, as a user runs it."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import SAMPLE_ARCHIVE, cifar_archive_bytes, make_cifar_files
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+def trainspeed(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    environment = {**os.environ, "PYTHONPATH": str(SRC), "COLUMNS": "120",
+                   "TRAINSPEED_DATA": str(cwd / "cache"), "HOME": str(cwd / "home"), **(env or {})}
+    return subprocess.run([sys.executable, "-m", "trainspeed", *args], cwd=cwd, env=environment,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_version(tmp_path):
+    from trainspeed import __version__
+
+    done = trainspeed("--version", cwd=tmp_path)
+    assert done.returncode == 0 and done.stdout.strip() == f"trainspeed {__version__}"
+
+
+def test_devices_lists_the_cpu_and_says_why_there_is_no_gpu(tmp_path):
+    done = trainspeed("devices", cwd=tmp_path, env={"CUDA_VISIBLE_DEVICES": ""})
+    assert done.returncode == 0
+    assert "cpu" in done.stdout and "threads used" in done.stdout
+    if "no GPU" in done.stdout:  # the machine this runs on has none usable: the reason is given
+        assert "CUDA" in done.stdout
+
+
+def test_run_writes_valid_results_json(tmp_path):
+    done = trainspeed("run", "--dataset", "synthetic", "--limit", "64", "--models", "mlp:1,mlp:3",
+                      "--devices", "cpu", "--epochs", "2", "--batch-size", "16", "--synthetic-shape", "8x8x1",
+                      "--out", "out", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "steady" in done.stdout and "mlp:3" in done.stdout and "Traceback" not in done.stderr
+    data = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert data["schema_version"] == 1 and data["config"]["batch_size"] == 16
+    assert data["dataset"]["name"] == "synthetic" and data["dataset"]["accuracy_meaningful"] is False
+    assert data["environment"]["cpu"]["threads"] >= 1 and data["environment"]["torch"]
+    for case, model in zip(data["cases"], ["mlp:1", "mlp:3"], strict=True):
+        assert case["model"] == model and case["device"] == "cpu" and case["status"] == "ok"
+        assert case["params"] == 64 * 128 + 128 + (2 if model == "mlp:3" else 0) * (128 * 128 + 128) + 1290
+        assert len(case["epoch_s"]) == 2 and case["steps_per_epoch"] == 4
+        assert case["first_epoch_s"] == case["epoch_s"][0] and case["steady_epoch_s"] == case["epoch_s"][1]
+        assert case["images_per_s"] == pytest.approx(64 / case["steady_epoch_s"])
+        assert case["speedup_vs_cpu"] == 1.0 and 0 <= case["test_accuracy"] <= 1
+        assert case["peak_memory_bytes"] > 0 and len(case["history"]) == 2
+    # A second run keeps the first one's results beside its own.
+    assert trainspeed("run", "--dataset", "synthetic", "--limit", "32", "--models", "mlp:1", "--devices", "cpu",
+                      "--epochs", "1", "--synthetic-shape", "8x8x1", "--out", "out", cwd=tmp_path).returncode == 0
+    assert len(list((tmp_path / "out").glob("results*.json"))) == 2
+
+
+def corrupt_archive(tmp_path: Path) -> Path:
+    archive = tmp_path / "corrupt" / "cifar-10-python.tar.gz"
+    archive.parent.mkdir()
+    archive.write_bytes(cifar_archive_bytes(make_cifar_files())[:300])
+    return archive
+
+
+BAD_INPUTS = {
+    "unknown model": (["--models", "resnet"], "unknown model 'resnet'; choose from: ann, cnn, mlp:N"),
+    "unknown device": (["--devices", "tpu"], "unknown device 'tpu'; valid names: cpu, cuda, cuda:N, mps"),
+    "unusable cuda": (["--devices", "cuda"], "cannot use 'cuda'"),
+    "unknown data set": (["--dataset", "imagenet"], "unknown data set 'imagenet'; choose one of"),
+    "missing data dir": (["--dataset", "cifar10", "--data-dir", "nowhere"], "--data-dir nowhere does not exist"),
+    "corrupt archive": (["--dataset", "cifar10", "--data-dir", "corrupt"], "is corrupt or truncated (md5"),
+    "no network": (["--dataset", "cifar10"], "cannot download cifar-10-python.tar.gz"),
+    "bad epochs": (["--epochs", "0"], "--epochs must be at least 1, got 0"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_INPUTS)
+def test_bad_input_gives_one_line_and_no_traceback(tmp_path, case, closed_port_url):
+    args, message = BAD_INPUTS[case]
+    if case == "unusable cuda":
+        import torch
+
+        if torch.cuda.is_available():
+            pytest.skip("this machine has a usable GPU")
+    corrupt_archive(tmp_path)
+    # A proxy where nothing listens makes this machine offline for the child, whatever its network.
+    proxy = closed_port_url.rsplit("/", 1)[0]
+    env = {"http_proxy": proxy, "https_proxy": proxy, "HTTPS_PROXY": proxy, "HTTP_PROXY": proxy, "no_proxy": ""}
+    done = trainspeed("run", "--dataset", "synthetic", "--limit", "32", "--out", "out", *args, cwd=tmp_path, env=env)
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("trainspeed: error: "), done.stderr
+    assert message in lines[0]
+
+
+def test_bad_flag_value_is_refused_by_the_parser(tmp_path):
+    done = trainspeed("run", "--synthetic-shape", "big", cwd=tmp_path)
+    assert done.returncode == 2 and "expected HxWxC" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not SAMPLE_ARCHIVE.exists(), reason="the shared CIFAR-10 sample is not here")
+def test_cnn_beats_chance_on_the_real_sample(tmp_path):
+    done = trainspeed("run", "--dataset", "cifar10", "--data-dir", str(SAMPLE_ARCHIVE.parent), "--models", "cnn",
+                      "--devices", "cpu", "--epochs", "2", "--out", "out", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    data = json.loads((tmp_path / "out" / "results.json").read_text())
+    case = data["cases"][0]
+    assert data["dataset"]["matches_release"] is False and "not the official" in data["notes"][0]
+    assert case["train_images"] == 5000 and case["test_images"] == 1000
+    assert case["test_accuracy"] > 0.25  # chance is 0.10
+    assert case["history"][1]["train_loss"] < case["history"][0]["train_loss"]

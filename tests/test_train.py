@@ -1,0 +1,81 @@
+import numpy as np
+import pytest
+import torch
+
+import trainspeed
+from trainspeed.models import create_model
+from trainspeed.train import DeviceData, evaluate, predict, train_epoch
+
+SHAPE = (3, 32, 32)
+
+
+def learnable_data(count: int = 256, seed: int = 0):
+    """Two classes a network can learn at once: dark images are class 0, bright ones class 1."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, count)
+    images = rng.integers(0, 100, (count, *SHAPE)) + labels[:, None, None, None] * 150
+    return images.astype(np.uint8), labels.astype(np.int64)
+
+
+@pytest.mark.parametrize("name", ["ann", "cnn", "mlp:2"])
+def test_a_few_steps_reduce_the_loss(name):
+    torch.manual_seed(0)
+    images, labels = learnable_data()
+    data = DeviceData.from_arrays(images, labels, images, labels, torch.device("cpu"))
+    spec = create_model(name, SHAPE, 2)
+    before = evaluate(spec, data.test_images, data.test_labels, 64)
+    optimizer = spec.make_optimizer(spec.network.parameters())
+    for _ in range(3):
+        train_epoch(spec, optimizer, data.train_images, data.train_labels, batch_size=32,
+                    generator=torch.Generator().manual_seed(0))
+    after = evaluate(spec, data.test_images, data.test_labels, 64)
+    assert after.loss < 0.8 * before.loss
+
+
+def test_progress_is_reported_and_partial_batch_is_kept():
+    images, labels = learnable_data(count=70)
+    data = DeviceData.from_arrays(images, labels, images, labels, torch.device("cpu"))
+    spec = create_model("mlp:1", SHAPE, 2)
+    reports = []
+    train_epoch(spec, spec.make_optimizer(spec.network.parameters()), data.train_images, data.train_labels,
+                batch_size=32, generator=torch.Generator().manual_seed(0),
+                on_progress=lambda step, steps, loss, acc: reports.append((step, steps)), report_every=2)
+    assert reports == [(2, 3), (3, 3)]  # 32 + 32 + 6 images
+
+
+def test_same_seed_same_losses_on_cpu(tmp_path):
+    settings = dict(models=["cnn"], devices=["cpu"], dataset="synthetic", limit=96, epochs=2, batch_size=32,
+                    synthetic_shape=(16, 16, 3), seed=7, out=None)
+    first = trainspeed.run(**settings).cases[0]
+    again = trainspeed.run(**settings).cases[0]
+    other = trainspeed.run(**{**settings, "seed": 8}).cases[0]
+    assert [e.train_loss for e in first.history] == [e.train_loss for e in again.history]
+    assert first.test_loss == again.test_loss
+    assert first.history[0].train_loss != other.history[0].train_loss
+
+
+def test_predict_gives_class_names_for_uint8_images_in_either_layout():
+    images, _ = learnable_data(count=10)
+    torch.manual_seed(0)
+    spec = create_model("mlp:1", SHAPE, 2)
+    spec.class_names = ("dark", "bright")
+    with torch.no_grad():
+        expected = torch.softmax(spec.network(torch.from_numpy(images).float() / 255), -1).numpy()
+    channels_first = predict(spec, images)
+    channels_last = predict(spec, images.transpose(0, 2, 3, 1))
+    np.testing.assert_allclose(channels_first.probabilities, expected, rtol=1e-5)
+    assert channels_first.classes == [("dark", "bright")[i] for i in expected.argmax(-1)]
+    assert channels_last.classes == channels_first.classes
+    np.testing.assert_array_equal(channels_first.indices, expected.argmax(-1))
+    assert predict(spec, images[0]).classes == channels_first.classes[:1]
+    with pytest.raises(ValueError, match="built for images of shape"):
+        predict(spec, np.zeros((2, 3, 28, 28), np.uint8))
+
+
+def test_run_keeps_models_for_predict():
+    result = trainspeed.run(models=["mlp:1"], devices=["cpu"], dataset="synthetic", limit=64, epochs=1,
+                            synthetic_shape=(8, 8, 1), out=None, keep_models=True)
+    case = result.case("mlp:1", "cpu")
+    assert case.warmup_steps == 2 and case.epoch_s and case.first_epoch_s == case.steady_epoch_s
+    prediction = trainspeed.predict(result.models[("mlp:1", "cpu")], np.zeros((3, 8, 8, 1), np.uint8))
+    assert len(prediction.classes) == 3 and prediction.classes[0].startswith("class ")
