@@ -79,3 +79,24 @@ def test_run_keeps_models_for_predict():
     assert case.warmup_steps == 2 and case.epoch_s and case.first_epoch_s == case.steady_epoch_s
     prediction = trainspeed.predict(result.models[("mlp:1", "cpu")], np.zeros((3, 8, 8, 1), np.uint8))
     assert len(prediction.classes) == 3 and prediction.classes[0].startswith("class ")
+
+
+def test_out_of_memory_fails_one_case_and_keeps_the_others(tmp_path, monkeypatch):
+    from trainspeed import runner
+
+    real_train_epoch = runner.train_epoch
+
+    def train_epoch_that_runs_out_of_memory(spec, *args, **kwargs):
+        if spec.name == "mlp:2":
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real_train_epoch(spec, *args, **kwargs)
+
+    monkeypatch.setattr(runner, "train_epoch", train_epoch_that_runs_out_of_memory)
+    result = trainspeed.run(models=["mlp:2", "mlp:1"], devices=["cpu"], dataset="synthetic", limit=64, epochs=2,
+                            synthetic_shape=(8, 8, 1), batch_size=64, out=str(tmp_path))
+    failed, fine = result.cases
+    assert failed.status == "failed" and "out of memory on cpu at batch size 64" in failed.error
+    assert "smaller --batch-size" in failed.error and failed.speedup_vs_cpu is None
+    assert fine.ok and fine.steady_epoch_s > 0
+    saved = trainspeed.RunResult.read(tmp_path / "results.json")
+    assert [c.status for c in saved.cases] == ["failed", "ok"]
