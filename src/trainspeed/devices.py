@@ -104,6 +104,8 @@ def resolve(names: list[str] | None) -> list[torch.device]:
     resolved: list[torch.device] = []
     for raw in names:
         name = raw.strip().lower()
+        # "gpu" is what people type; on this tool's platforms it means the first CUDA device.
+        name = {"gpu": "cuda"}.get(name, name)
         try:
             device = torch.device(name)
         except RuntimeError:

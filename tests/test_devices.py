@@ -1,0 +1,65 @@
+import pytest
+import torch
+
+from trainspeed import devices
+from trainspeed.errors import DeviceError
+
+
+def test_cpu_resolves_once_and_is_always_available():
+    assert devices.resolve(["cpu", " CPU "]) == [torch.device("cpu")]
+    assert devices.available()[0] == torch.device("cpu")
+    assert devices.resolve(None) == devices.available()
+
+
+@pytest.mark.parametrize("name", ["tpu", "cuda:x", "xla"])
+def test_unknown_devices_list_the_valid_names(name):
+    with pytest.raises(DeviceError, match="valid names: cpu, cuda, cuda:N, mps"):
+        devices.resolve([name])
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a usable GPU")
+@pytest.mark.parametrize("name", ["cuda", "cuda:1", "gpu"])
+def test_missing_gpu_says_why_and_what_is_here(name):
+    with pytest.raises(DeviceError) as error:
+        devices.resolve([name])
+    message = str(error.value)
+    assert message.startswith(f"cannot use {name!r}: ") and message.endswith("(available here: cpu)")
+    assert devices.no_cuda_reason() in message
+
+
+def test_hidden_gpus_are_named_as_the_reason(monkeypatch):
+    monkeypatch.setattr(torch.version, "cuda", "12.4")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert "CUDA_VISIBLE_DEVICES='' hides every GPU" in devices.no_cuda_reason()
+
+
+def test_cpu_build_is_named_as_the_reason(monkeypatch):
+    monkeypatch.setattr(torch.version, "cuda", None)
+    monkeypatch.setattr(torch.version, "hip", None, raising=False)
+    assert "built without CUDA" in devices.no_cuda_reason()
+
+
+def test_cpu_threads_are_set_and_reported():
+    before = torch.get_num_threads()
+    try:
+        assert devices.set_cpu_threads(1) == 1
+        assert devices.set_cpu_threads(None) == devices.usable_cores()
+        with pytest.raises(DeviceError):
+            devices.set_cpu_threads(0)
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_cpu_description_has_what_the_table_shows():
+    cpu = devices.describe_cpu()
+    assert cpu.model and cpu.logical_cores >= cpu.usable_cores >= 1
+    assert cpu.torch_capability and cpu.threads == torch.get_num_threads()
+
+
+def test_host_peak_memory_is_per_case():
+    devices.reset_peak_memory(torch.device("cpu"))
+    before = devices.peak_host_memory_bytes()
+    block = torch.ones(64 * 2**20 // 4)  # 64 MiB, touched
+    after = devices.peak_host_memory_bytes()
+    del block
+    assert after - before >= 60 * 2**20
