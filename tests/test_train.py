@@ -100,3 +100,21 @@ def test_out_of_memory_fails_one_case_and_keeps_the_others(tmp_path, monkeypatch
     assert fine.ok and fine.steady_epoch_s > 0
     saved = trainspeed.RunResult.read(tmp_path / "results.json")
     assert [c.status for c in saved.cases] == ["failed", "ok"]
+
+
+def test_run_downloads_cifar10_then_trains(tmp_path, isolated_data, file_server, monkeypatch):
+    """The CLI with nothing cached: download (with its bar), verify, extract, train, write results."""
+    from conftest import cifar_archive_bytes, make_cifar_files, md5_of
+    from trainspeed.data import registry
+
+    archive = cifar_archive_bytes(make_cifar_files(per_batch=8))
+    file_server.files["/cifar-10-python.tar.gz"] = archive
+    monkeypatch.setattr(registry, "CIFAR10_URL", file_server.url("/cifar-10-python.tar.gz"))
+    monkeypatch.setattr(registry, "CIFAR10_MD5", md5_of(archive))
+    from trainspeed.cli import main
+
+    out = tmp_path / "out"
+    assert main(["run", "--models", "mlp:1", "--devices", "cpu", "--epochs", "2", "--out", str(out)]) == 0
+    result = trainspeed.RunResult.read(out / "results.json")
+    assert result.dataset.name == "cifar10" and result.dataset.train_images == 40
+    assert result.cases[0].ok and result.cases[0].test_images == 8

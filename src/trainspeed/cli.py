@@ -66,7 +66,6 @@ def cmd_devices(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
     from .config import DEFAULT_MODELS, RunConfig
-    from .progress import EpochProgress
     from .report.terminal import results_table
     from .runner import run
 
@@ -78,8 +77,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     )
     results_file = Path(args.out) / "results.json"
     try:
-        with EpochProgress(Console(stderr=True)) as progress:
-            result = run(config, progress=progress)
+        result = run(config, console=Console(stderr=True))
     except KeyboardInterrupt:
         console.print(f"[yellow]interrupted; the finished cases are in {results_file}[/]")
         return 130

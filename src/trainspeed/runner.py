@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
+from rich.console import Console
 
 from . import __version__, devices, environment
 from .config import RunConfig
@@ -57,11 +58,14 @@ def _results_path(config: RunConfig) -> Path | None:
 def run(
     config: RunConfig | None = None,
     *,
-    progress: EpochProgress | None = None,
+    console: Console | None = None,
     keep_models: bool = False,
     **overrides,
 ) -> RunResult:
-    """Train every model on every device; returns (and writes to config.out) the results."""
+    """Train every model on every device; returns (and writes to config.out) the results.
+
+    Progress goes to `console` (standard error by default).
+    """
     config = make_config(config, **overrides)
     for name in config.models:
         check_model_name(name)
@@ -82,10 +86,8 @@ def run(
         dataset=dataset_info(data),
         notes=list(data.notes),
     )
-    own_progress = progress is None
-    progress = progress or EpochProgress()
-    if own_progress:
-        progress.__enter__()
+    # Opened only now: a download above shows its own bar, and Rich before 14 allows one live display.
+    progress = EpochProgress(console).__enter__()
     for note in result.notes:  # said once, here, and kept in the results
         progress.message(f"[yellow]note:[/] {note}")
     try:
@@ -113,8 +115,7 @@ def run(
                     result.write(path)
             del on_device
     finally:
-        if own_progress:
-            progress.__exit__(None, None, None)
+        progress.__exit__(None, None, None)
         if path:
             result.write(path)  # whatever happened, the finished cases are kept
     return result
