@@ -42,7 +42,7 @@ def test_run_writes_valid_results_json(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "steady" in done.stdout and "mlp:3" in done.stdout and "Traceback" not in done.stderr
     data = json.loads((tmp_path / "out" / "results.json").read_text())
-    assert data["schema_version"] == 1 and data["config"]["batch_size"] == 16
+    assert data["schema_version"] == 1 and data["config"]["batch_sizes"] == [16]
     assert data["dataset"]["name"] == "synthetic" and data["dataset"]["accuracy_meaningful"] is False
     assert data["environment"]["cpu"]["threads"] >= 1 and data["environment"]["torch"]
     for case, model in zip(data["cases"], ["mlp:1", "mlp:3"], strict=True):
@@ -53,6 +53,11 @@ def test_run_writes_valid_results_json(tmp_path):
         assert case["images_per_s"] == pytest.approx(64 / case["steady_epoch_s"])
         assert case["speedup_vs_cpu"] == 1.0 and 0 <= case["test_accuracy"] <= 1
         assert case["peak_memory_bytes"] > 0 and len(case["history"]) == 2
+        confusion = case["confusion_matrix"]
+        assert len(confusion) == 10 and sum(map(sum, confusion)) == 10_000
+        assert sum(confusion[i][i] for i in range(10)) / 10_000 == pytest.approx(case["test_accuracy"])
+        assert len(case["sample_predictions"]) == 16 and all(0 <= p < 10 for p in case["sample_predictions"])
+    assert len(data["dataset"]["sample_labels"]) == 16 and data["dataset"]["sample_images_b64"]
     # A second run keeps the first one's results beside its own.
     assert trainspeed("run", "--dataset", "synthetic", "--limit", "32", "--models", "mlp:1", "--devices", "cpu",
                       "--epochs", "1", "--synthetic-shape", "8x8x1", "--out", "out", cwd=tmp_path).returncode == 0

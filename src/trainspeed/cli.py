@@ -19,6 +19,13 @@ def _names(text: str) -> list[str]:
     return names
 
 
+def _sizes(text: str) -> list[int]:
+    try:
+        return [int(part) for part in _names(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected whole numbers such as 32 or 32,256,2048, got {text!r}") from None
+
+
 def _shape(text: str) -> tuple[int, int, int]:
     try:
         height, width, channels = (int(part) for part in text.lower().split("x"))
@@ -46,7 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-download", dest="download", action="store_false",
                      help="never download; use only data already on this machine")
     run.add_argument("--epochs", type=int, default=3, help="epochs per case (default: 3)")
-    run.add_argument("--batch-size", type=int, default=32, help="batch size (default: 32, as Keras)")
+    run.add_argument("--batch-size", dest="batch_sizes", type=_sizes, default=[32],
+                     help="batch size, or several to compare: 32,256,2048 (default: 32, as Keras)")
     run.add_argument("--limit", type=int, default=None, help="train on the first N training images only")
     run.add_argument("--seed", type=int, default=0, help="seed for data order, weights and dropout (default: 0)")
     run.add_argument("--cpu-threads", type=int, default=None, help="threads for the CPU (default: all cores)")
@@ -71,7 +79,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
 
     config = RunConfig(
         models=args.models or list(DEFAULT_MODELS), devices=args.devices, dataset=args.dataset,
-        data_dir=args.data_dir, download=args.download, epochs=args.epochs, batch_size=args.batch_size,
+        data_dir=args.data_dir, download=args.download, epochs=args.epochs, batch_sizes=args.batch_sizes,
         limit=args.limit, seed=args.seed, cpu_threads=args.cpu_threads,
         synthetic_shape=args.synthetic_shape, out=args.out,
     )

@@ -17,7 +17,7 @@ class RunConfig:
     data_dir: str | None = None
     download: bool = True
     epochs: int = 3
-    batch_size: int = 32
+    batch_sizes: list[int] = field(default_factory=lambda: [32])
     limit: int | None = None
     seed: int = 0
     cpu_threads: int | None = None  # None: all usable cores
@@ -31,8 +31,11 @@ class RunConfig:
     def validate(self) -> None:
         if not self.models:
             raise ConfigError("no models given; choose from e.g. ann, cnn, mlp:1")
-        for name, value, least in (("--epochs", self.epochs, 1), ("--batch-size", self.batch_size, 1),
-                                   ("--limit", self.limit, 1), ("--cpu-threads", self.cpu_threads, 1)):
+        if not self.batch_sizes:
+            raise ConfigError("no batch size given, e.g. --batch-size 32 or --batch-size 32,256,2048")
+        checks = [("--epochs", self.epochs, 1), ("--limit", self.limit, 1), ("--cpu-threads", self.cpu_threads, 1)]
+        checks += [("--batch-size", size, 1) for size in self.batch_sizes]
+        for name, value, least in checks:
             if value is not None and value < least:
                 raise ConfigError(f"{name} must be at least {least}, got {value}")
         if self.precision != "fp32":

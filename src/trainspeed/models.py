@@ -36,6 +36,11 @@ class ModelSpec:
     def params(self) -> int:
         return sum(p.numel() for p in self.network.parameters())
 
+    @property
+    def num_classes(self) -> int:
+        last = [m for m in self.network.modules() if isinstance(m, nn.Linear)][-1]
+        return last.out_features
+
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         return torch.softmax(logits, -1) if self.output_activation == "softmax" else torch.sigmoid(logits)
 

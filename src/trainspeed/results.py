@@ -55,6 +55,8 @@ class CaseResult:
     peak_memory_bytes: int | None = None  # the device's; the host's for the CPU
     peak_host_memory_bytes: int | None = None
     history: list[EpochRecord] = field(default_factory=list)
+    confusion_matrix: list[list[int]] | None = None  # [true class][predicted class] on the test set
+    sample_predictions: list[int] | None = None  # predicted class of each of the data set's sample images
 
     @property
     def ok(self) -> bool:
@@ -72,6 +74,20 @@ class DatasetInfo:
     matches_release: bool | None
     accuracy_meaningful: bool
     notes: list[str] = field(default_factory=list)
+    # The first test images, so a report can show them with predictions: base64 of uint8 NCHW.
+    sample_images_b64: str | None = None
+    sample_labels: list[int] = field(default_factory=list)
+
+    def sample_images(self):
+        """The sample images as a uint8 (N, H, W, C) array, ready to draw."""
+        import base64
+
+        import numpy as np
+
+        if not self.sample_images_b64:
+            return None
+        raw = np.frombuffer(base64.b64decode(self.sample_images_b64), dtype=np.uint8)
+        return raw.reshape(-1, *self.image_shape).transpose(0, 2, 3, 1)
 
 
 @dataclass

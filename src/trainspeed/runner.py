@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import itertools
 from dataclasses import asdict, fields
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
 import torch
 from rich.console import Console
 
@@ -18,7 +21,7 @@ from .progress import EpochProgress
 from .results import RESULTS_FILE, CaseResult, DatasetInfo, EpochRecord, RunResult, fill_speedups
 from .stats import first_and_steady, images_per_second, steps_per_epoch
 from .timing import Timer
-from .train import DeviceData, evaluate, train_epoch
+from .train import DeviceData, evaluate, predict, train_epoch
 
 
 def make_config(config: RunConfig | None = None, **overrides) -> RunConfig:
@@ -34,13 +37,20 @@ def make_config(config: RunConfig | None = None, **overrides) -> RunConfig:
     return config
 
 
+# Test images whose predictions each case records, for the report's picture of them.
+SAMPLE_IMAGES = 16
+
+
 def dataset_info(data: Dataset) -> DatasetInfo:
+    sample = np.ascontiguousarray(data.test_images[:SAMPLE_IMAGES])
     return DatasetInfo(
         name=data.name, source=data.source,
         train_images=len(data.train_images), test_images=len(data.test_images),
         image_shape=list(data.image_shape), classes=list(data.class_names),
         matches_release=data.matches_release, accuracy_meaningful=data.accuracy_meaningful,
         notes=list(data.notes),
+        sample_images_b64=base64.b64encode(sample.tobytes()).decode("ascii"),
+        sample_labels=data.test_labels[:SAMPLE_IMAGES].tolist(),
     )
 
 
@@ -94,9 +104,9 @@ def run(
         for device in targets:
             on_device = DeviceData.from_arrays(
                 data.train_images, data.train_labels, data.test_images, data.test_labels, device)
-            for name in config.models:
+            for name, batch_size in itertools.product(config.models, config.batch_sizes):
                 case = CaseResult(model=name, device=devices.display_name(device), dataset=data.name,
-                                  batch_size=config.batch_size, precision=config.precision,
+                                  batch_size=batch_size, precision=config.precision,
                                   device_name=devices.device_label(device), cpu_threads=threads,
                                   accuracy_meaningful=data.accuracy_meaningful)
                 result.cases.append(case)
@@ -138,8 +148,8 @@ def run_case(
     progress: EpochProgress,
 ) -> ModelSpec:
     """Train one model on one device, timing every epoch, then evaluate; fills in `case`."""
-    label = f"{case.model} on {case.device}"
-    batch = config.batch_size
+    label = f"{case.model} on {case.device}, batch {case.batch_size}"
+    batch = case.batch_size
     train_images, train_labels = on_device.train_images, on_device.train_labels
     steps = steps_per_epoch(len(train_images), batch)
     if config.epochs == 1 and config.warmup_steps:
@@ -175,9 +185,11 @@ def run_case(
     case.images_per_s = images_per_second(case.train_images, case.steady_epoch_s)
     case.train_loss, case.train_accuracy = stats.loss, stats.accuracy
     case.test_loss, case.test_accuracy, case.eval_s = test.loss, test.accuracy, measured.seconds
+    case.confusion_matrix = test.confusion
+    spec.class_names = data.class_names
+    case.sample_predictions = predict(spec, on_device.test_images[:SAMPLE_IMAGES]).indices.tolist()
     case.peak_memory_bytes = devices.peak_device_memory_bytes(device)
     case.peak_host_memory_bytes = devices.peak_host_memory_bytes()
-    spec.class_names = data.class_names
     return spec
 
 

@@ -90,19 +90,27 @@ def train_epoch(
     return EpochStats(loss_sum.item() / max(seen, 1), correct.item() / max(seen, 1))
 
 
+class Evaluation(NamedTuple):
+    loss: float
+    accuracy: float
+    confusion: list[list[int]]  # [true class][predicted class] -> count
+
+
 @torch.no_grad()
-def evaluate(spec: ModelSpec, images: torch.Tensor, labels: torch.Tensor, batch_size: int) -> EpochStats:
-    """The seeds' model.evaluate: mean loss and accuracy over the test set, dropout off."""
+def evaluate(spec: ModelSpec, images: torch.Tensor, labels: torch.Tensor, batch_size: int) -> Evaluation:
+    """The seeds' model.evaluate (mean loss and accuracy, dropout off), plus the confusion matrix."""
     network = spec.network
     network.eval()
+    classes = spec.num_classes
     loss_sum = torch.zeros((), device=images.device)
-    correct = torch.zeros((), device=images.device, dtype=torch.int64)
+    confusion = torch.zeros(classes * classes, device=images.device, dtype=torch.int64)
     for start in range(0, len(images), batch_size):
         batch_labels = labels[start:start + batch_size]
         logits = network(as_input(images[start:start + batch_size]))
         loss_sum += spec.loss(logits, batch_labels) * len(batch_labels)
-        correct += (logits.argmax(-1) == batch_labels).sum()
-    return EpochStats(loss_sum.item() / len(images), correct.item() / len(images))
+        confusion += torch.bincount(batch_labels * classes + logits.argmax(-1), minlength=classes * classes)
+    matrix = confusion.view(classes, classes).cpu()
+    return Evaluation(loss_sum.item() / len(images), matrix.diagonal().sum().item() / len(images), matrix.tolist())
 
 
 @dataclass
