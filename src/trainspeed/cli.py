@@ -60,7 +60,19 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--cpu-threads", type=int, default=None, help="threads for the CPU (default: all cores)")
     run.add_argument("--synthetic-shape", type=_shape, default=(32, 32, 3),
                      help="image shape HxWxC of the synthetic data set (default: 32x32x3)")
-    run.add_argument("--out", default="trainspeed-results", help="folder for results.json (default: %(default)s)")
+    run.add_argument("--out", default="trainspeed-results",
+                     help="folder for results.json and the report (default: %(default)s)")
+
+    report = commands.add_parser("report", help="rebuild the report (Markdown, HTML, charts) from a results file")
+    report.add_argument("results", type=Path, help="a results.json written by trainspeed run")
+    report.add_argument("--out", type=Path, default=None, help="folder for the report (default: the file's folder)")
+
+    compare = commands.add_parser("compare", help="put results from several machines side by side")
+    compare.add_argument("results", type=Path, nargs="+", help="results files, e.g. laptop.json server.json")
+    compare.add_argument("--baseline", default=None,
+                         help="machine:device to compare against, e.g. laptop:cpu (default: the first CPU)")
+    compare.add_argument("--out", type=Path, default=Path("trainspeed-compare"),
+                         help="folder for the comparison report (default: %(default)s)")
     return parser
 
 
@@ -91,10 +103,36 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         return 130
     console.print(results_table(result))
     console.print(f"results: {results_file}")
+    _write_report([(None, result)], Path(args.out), None, console)
     return 0 if all(case.ok for case in result.cases) else 1
 
 
-COMMANDS = {"devices": cmd_devices, "run": cmd_run}
+def _write_report(labelled, out: Path, baseline: str | None, console: Console) -> None:
+    from .report.build import REPORT_HTML, write_report
+    from .report.comparison import compare
+
+    written = write_report(compare(labelled, baseline), out)
+    console.print(f"report: {out / REPORT_HTML} and {len(written) - 1} more files in {out}")
+
+
+def cmd_report(args: argparse.Namespace, console: Console) -> int:
+    from .results import RunResult
+
+    result = RunResult.read(args.results)
+    _write_report([(None, result)], args.out or args.results.parent, None, console)
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace, console: Console) -> int:
+    from .report.comparison import machine_label
+    from .results import RunResult
+
+    labelled = [(machine_label(path), RunResult.read(path)) for path in args.results]
+    _write_report(labelled, args.out, args.baseline, console)
+    return 0
+
+
+COMMANDS = {"devices": cmd_devices, "run": cmd_run, "report": cmd_report, "compare": cmd_compare}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -121,6 +121,8 @@ class RunResult:
                 json.dump(self.to_dict(), file, indent=2)
                 file.flush()
                 os.fsync(file.fileno())
+            # mkstemp makes the file private; a results file is meant to be shared.
+            os.chmod(temporary, 0o666 & ~_umask())
             os.replace(temporary, path)
         except BaseException:
             Path(temporary).unlink(missing_ok=True)
@@ -153,6 +155,12 @@ class RunResult:
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
             raise ResultsError(f"{path} is not valid JSON (truncated?): {error}") from None
         return cls.from_dict(data, str(path))
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
 
 
 def _plain(value: Any) -> Any:

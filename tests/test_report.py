@@ -1,0 +1,226 @@
+"""Reports built from stored results: no training, hand-computed expectations."""
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from matplotlib.image import imread
+
+import report_fixtures as fx
+from trainspeed.errors import ConfigError
+from trainspeed.report.build import write_report
+from trainspeed.report.comparison import CaseKey, compare, crossovers, headlines, machine_label, pivots
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+def single(result):
+    return compare([(None, result)])
+
+
+def test_headline_is_the_sentence_the_seeds_wrote_by_hand():
+    sentences = headlines(single(fx.seeds_run()))
+    assert sentences == [
+        f"On this machine the {fx.GPU_NAME} trains the ann 12.2x faster than the CPU (3.60 s vs 44.0 s per epoch).",
+        f"On this machine the {fx.GPU_NAME} trains the cnn 9.4x faster than the CPU (4.00 s vs 37.6 s per epoch).",
+    ]
+
+
+def test_headline_without_a_gpu_says_why_and_gives_cpu_time():
+    result = fx.run_result([fx.case("cnn", "cpu", 40.0)], gpus=False)
+    assert headlines(single(result)) == [
+        "No GPU was measured on this machine (this PyTorch (2.13.0+cpu) is built without CUDA).",
+        "The CPU trains the cnn in 40.0 s per epoch (1,250 images/s).",
+    ]
+
+
+def test_headline_names_a_failed_case_and_its_reason():
+    sentences = headlines(single(fx.failed_run()))
+    assert sentences[0] == (f"On this machine the cnn failed on the {fx.GPU_NAME}: out of memory on cuda:0 at "
+                            "batch size 32; try a smaller --batch-size.")
+    assert sentences[1] == "The CPU trains the cnn in 37.6 s per epoch (1,330 images/s)."
+
+
+def test_exercise_pivot_is_hidden_layers_by_device():
+    (pivot,) = pivots(single(fx.exercise_run()))
+    assert pivot.row_header == "hidden layers" and pivot.columns == ["cpu", "cuda:0"]
+    assert pivot.rows == [("1", {"cpu": 6.0, "cuda:0": 2.0}), ("5", {"cpu": 9.0, "cuda:0": 2.5})]
+
+
+def test_batch_sweep_pivot_and_crossover():
+    comparison = single(fx.batch_sweep_run())
+    (pivot,) = pivots(comparison)
+    assert pivot.row_header == "batch size"
+    assert [row[0] for row in pivot.rows] == ["8", "16", "32", "256"]
+    assert pivot.rows[0][1] == {"cpu": 40.0, "cuda:0": 60.0}
+    (crossing,) = crossovers(comparison)
+    assert crossing.faster_from == 32 and crossing.batch_sizes == [8, 16, 32, 256]
+    assert crossing.sentence == (f"Below batch 32 the CPU is faster for the ann on this machine; "
+                                 f"from batch 32 up the {fx.GPU_NAME} is.")
+    # Speedups at each batch: 40/60, 30/35, 25/12, 20/2.
+    speedups = [comparison.speedup(CaseKey("ann", "cifar10", b, "fp32"), "cuda:0") for b in (8, 16, 32, 256)]
+    assert speedups == pytest.approx([0.6667, 0.8571, 2.0833, 10.0], abs=1e-4)
+
+
+def test_crossover_when_one_device_always_wins():
+    cases = [fx.case("ann", "cpu", 10.0, batch=b) for b in (32, 64)]
+    cases += [fx.case("ann", "cuda:0", 20.0, batch=b) for b in (32, 64)]
+    (crossing,) = crossovers(single(fx.run_result(cases, batch_sizes=(32, 64))))
+    assert crossing.faster_from is None
+    assert crossing.sentence == (f"The CPU is faster than the {fx.GPU_NAME} for the ann at every batch size "
+                                 "measured (32-64).")
+
+
+def test_compare_matches_like_with_like_and_lists_the_rest():
+    laptop, server = fx.laptop_and_server()
+    comparison = compare([("laptop", laptop), ("server", server)], baseline="laptop:cpu")
+    assert comparison.columns == ["laptop:cpu", "server:cpu", "server:cuda:0"]
+    assert list(comparison.rows) == [CaseKey("ann", "cifar10", 32, "fp32"), CaseKey("cnn", "cifar10", 32, "fp32")]
+    assert comparison.speedup(CaseKey("cnn", "cifar10", 32, "fp32"), "server:cuda:0") == pytest.approx(9.0)
+    assert comparison.speedup(CaseKey("ann", "cifar10", 32, "fp32"), "server:cpu") == pytest.approx(2.2)
+    assert comparison.not_comparable == ["cnn on cifar10 at batch 256 (fp32): only in laptop"]
+    assert comparison.notes == ["the files come from different trainspeed versions: laptop 0.1.0, server 0.2.0"]
+
+
+def test_compare_never_mixes_batch_sizes_or_data_sets():
+    a = fx.run_result([fx.case("cnn", "cpu", 30.0, batch=32)])
+    b = fx.run_result([fx.case("cnn", "cpu", 10.0, batch=256), fx.case("cnn", "cpu", 12.0, dataset_name="synthetic")])
+    comparison = compare([("a", a), ("b", b)])
+    assert comparison.rows == {}
+    assert sorted(comparison.not_comparable) == [
+        "cnn on cifar10 at batch 256 (fp32): only in b", "cnn on cifar10 at batch 32 (fp32): only in a",
+        "cnn on synthetic at batch 32 (fp32): only in b"]
+
+
+def test_compare_refuses_an_unknown_baseline():
+    laptop, server = fx.laptop_and_server()
+    with pytest.raises(ConfigError, match="baseline 'desktop:cpu' is not among the results; choose one of: "
+                                          "laptop:cpu, server:cpu, server:cuda:0"):
+        compare([("laptop", laptop), ("server", server)], baseline="desktop:cpu")
+
+
+def test_machine_labels_come_from_file_or_folder_names():
+    assert machine_label(Path("runs/laptop.json")) == "laptop"
+    assert machine_label(Path("runs/workstation/results.json")) == "workstation"
+    same = compare([("results", fx.seeds_run()), ("results", fx.seeds_run())])
+    assert same.columns[0] == "results:cpu" and "results-2:cpu" in same.columns
+
+
+def png_ok(path: Path) -> None:
+    pixels = imread(path)
+    assert pixels.shape[0] > 250 and pixels.shape[1] > 400
+    assert pixels[..., :3].std() > 0.05  # not a blank canvas
+
+
+@pytest.mark.parametrize("build, expected", [
+    (lambda: single(fx.seeds_run()), {"epoch_time.png", "speedup.png", "learning_ann.png", "learning_cnn.png",
+                                      "predictions_ann.png", "predictions_cnn.png", "confusion_ann.png",
+                                      "confusion_cnn.png"}),
+    (lambda: single(fx.batch_sweep_run()), {"epoch_time.png", "speedup.png", "throughput_by_batch.png",
+                                            "learning_ann-batch-8.png", "learning_ann-batch-256.png",
+                                            "predictions_ann.png", "confusion_ann.png"}),
+    (lambda: compare([("laptop", fx.laptop_and_server()[0]), ("server", fx.laptop_and_server()[1])]),
+     {"epoch_time.png", "speedup.png", "learning_ann.png", "confusion_cnn.png"}),
+])
+def test_report_files_hold_every_chart_and_table(tmp_path, build, expected):
+    written = write_report(build(), tmp_path)
+    names = {path.name for path in written}
+    assert {"report.md", "report.html"} <= names and expected <= names
+    pngs = sorted(p for p in written if p.suffix == ".png")
+    for png in pngs:
+        png_ok(png)
+    page = (tmp_path / "report.html").read_text()
+    assert page.count('src="data:image/png;base64,') == len(pngs)  # self-contained: every chart embedded
+    assert not re.search(r'(src|href)="(https?:|file:|[^"#d][^"]*\.png)', page)  # and nothing fetched
+    assert '<meta name="viewport"' in page
+    markdown = (tmp_path / "report.md").read_text()
+    for png in pngs:
+        assert f"]({png.name})" in markdown
+    assert markdown.count("| model |") >= 1
+
+
+def test_single_run_report_shows_table_values_and_headline(tmp_path):
+    write_report(single(fx.seeds_run()), tmp_path)
+    markdown = (tmp_path / "report.md").read_text()
+    assert f"**On this machine the {fx.GPU_NAME} trains the cnn 9.4x faster than the CPU" in markdown
+    assert f"| cnn | cuda:0<br>{fx.GPU_NAME} | 5.20 | 4.00 | 12,500 | 9.4x | 70.0% | 900 MiB |" in markdown
+    assert "GPU cuda:0: NVIDIA H100 80GB HBM3, 80.00 GiB, compute capability 9.0, driver 570.86" in markdown
+
+
+def test_exercise_report_has_the_filled_in_exercise_table(tmp_path):
+    write_report(single(fx.exercise_run()), tmp_path)
+    markdown = (tmp_path / "report.md").read_text()
+    table = "| hidden layers | cpu | cuda:0 |\n|---|---|---|\n| 1 | 6.00 s | 2.00 s |\n| 5 | 9.00 s | 2.50 s |"
+    assert table in markdown
+
+
+def test_failed_case_is_in_the_table_and_the_rest_reported(tmp_path):
+    write_report(single(fx.failed_run()), tmp_path)
+    page = (tmp_path / "report.html").read_text()
+    flagged = '<td class="flag">failed: out of memory on cuda:0 at batch size 32; try a smaller --batch-size</td>'
+    assert flagged in page
+    assert "37.60" in page
+
+
+def test_synthetic_data_gets_no_accuracy_pictures(tmp_path):
+    result = fx.run_result([fx.case("cnn", "cpu", 40.0, dataset_name="synthetic", accuracy_meaningful=False)],
+                           data=fx.dataset("synthetic", meaningful=False))
+    names = {p.name for p in write_report(single(result), tmp_path)}
+    assert not any(n.startswith(("predictions", "confusion")) for n in names)
+    assert "random data: accuracy means nothing" in (tmp_path / "report.md").read_text()
+
+
+def trainspeed(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "trainspeed", *args], cwd=cwd, capture_output=True, text=True,
+                          env={"PYTHONPATH": str(SRC), "PATH": "/usr/bin:/bin", "COLUMNS": "120"}, timeout=120)
+
+
+def test_report_and_compare_commands(tmp_path):
+    laptop, server = fx.laptop_and_server()
+    laptop.write(tmp_path / "laptop.json")
+    server.write(tmp_path / "server.json")
+    done = trainspeed("report", "laptop.json", "--out", "rebuilt", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "rebuilt" / "report.html").is_file()
+    done = trainspeed("compare", "laptop.json", "server.json", "--baseline", "laptop:cpu", "--out", "cmp", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    markdown = (tmp_path / "cmp" / "report.md").read_text()
+    assert "| model | data | batch | precision | laptop:cpu | server:cpu | server:cuda:0 |" in markdown
+    assert "| cnn | cifar10 | 32 | fp32 | 36.00 s<br>1.0x | 15.00 s<br>2.4x | 4.00 s<br>9.0x |" in markdown
+    assert "cnn on cifar10 at batch 256 (fp32): only in laptop" in markdown
+
+
+@pytest.mark.parametrize("content, message", [
+    ('{"schema_version": 1, "cases": [{"model"', "is not valid JSON (truncated?)"),
+    ('{"name": "something else"}', "is not a trainspeed results file"),
+    (json.dumps({"schema_version": 99, "cases": []}), "has schema 99, newer than this trainspeed reads"),
+])
+def test_report_on_a_bad_file_is_one_line_naming_it(tmp_path, content, message):
+    (tmp_path / "bad.json").write_text(content)
+    for args in (["report", "bad.json"], ["compare", "bad.json", "bad.json"]):
+        done = trainspeed(*args, cwd=tmp_path)
+        lines = done.stderr.strip().splitlines()
+        assert done.returncode == 2 and len(lines) == 1 and "Traceback" not in done.stderr
+        assert lines[0].startswith("trainspeed: error: bad.json") and message in lines[0]
+
+
+def test_compare_with_unknown_baseline_is_one_line(tmp_path):
+    laptop, server = fx.laptop_and_server()
+    laptop.write(tmp_path / "laptop.json")
+    server.write(tmp_path / "server.json")
+    done = trainspeed("compare", "laptop.json", "server.json", "--baseline", "desk:cpu", cwd=tmp_path)
+    assert done.returncode == 2 and "choose one of: laptop:cpu, server:cpu, server:cuda:0" in done.stderr
+
+
+def test_prediction_grid_marks_wrong_guesses(tmp_path):
+    from trainspeed.report.charts import prediction_grid_chart
+
+    images = np.zeros((4, 8, 8, 3), np.uint8)
+    path = prediction_grid_chart(images, [0, 1, 2, 3], [0, 1, 2, 0], ["a", "b", "c", "d"], "t", tmp_path / "g.png")
+    pixels = imread(path)[..., :3]
+    red = (pixels[..., 0] > 0.7) & (pixels[..., 1] < 0.1) & (pixels[..., 2] < 0.1)
+    assert red.sum() > 200  # the one wrong guess is framed in red
