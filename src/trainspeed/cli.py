@@ -109,9 +109,12 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
 
 def _write_report(labelled, out: Path, baseline: str | None, console: Console) -> None:
     from .report.build import REPORT_HTML, write_report
-    from .report.comparison import compare
+    from .report.comparison import compare, headlines
 
-    written = write_report(compare(labelled, baseline), out)
+    comparison = compare(labelled, baseline)
+    for sentence in headlines(comparison):
+        console.print(f"[bold]{sentence}[/]")
+    written = write_report(comparison, out)
     console.print(f"report: {out / REPORT_HTML} and {len(written) - 1} more files in {out}")
 
 

@@ -222,7 +222,7 @@ def pivots(comparison: Comparison) -> list[Pivot]:
             rows = [(str(k.batch_size), {c: steady(comparison.rows[k].get(c)) for c in comparison.columns})
                     for k in keys]
             tables.append(Pivot(f"{model}: seconds per epoch by batch size", "batch size", comparison.columns, rows))
-    elif len(comparison.models()) > 1:
+    elif len(comparison.models()) > 1 and comparison.single_machine:  # a comparison's own table has this shape
         keys = list(comparison.rows)
         layers = [_hidden_layers(k.model) for k in keys]
         header = "hidden layers" if all(layers) else "model"
