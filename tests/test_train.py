@@ -93,7 +93,7 @@ def test_out_of_memory_fails_one_case_and_keeps_the_others(tmp_path, monkeypatch
 
     monkeypatch.setattr(runner, "train_epoch", train_epoch_that_runs_out_of_memory)
     result = trainspeed.run(models=["mlp:2", "mlp:1"], devices=["cpu"], dataset="synthetic", limit=64, epochs=2,
-                            synthetic_shape=(8, 8, 1), batch_sizes=[64], out=str(tmp_path))
+                            synthetic_shape=(8, 8, 1), batch_sizes=[64], out=str(tmp_path), isolate=False)
     failed, fine = result.cases
     assert failed.status == "failed" and "out of memory on cpu at batch size 64" in failed.error
     assert "smaller --batch-size" in failed.error and failed.speedup_vs_cpu is None

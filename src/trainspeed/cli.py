@@ -60,6 +60,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--cpu-threads", type=int, default=None, help="threads for the CPU (default: all cores)")
     run.add_argument("--synthetic-shape", type=_shape, default=(32, 32, 3),
                      help="image shape HxWxC of the synthetic data set (default: 32x32x3)")
+    run.add_argument("--repeats", type=int, default=1,
+                     help="run each case N times and report the median and spread (default: 1)")
+    run.add_argument("--time-budget", dest="time_budget_s", type=float, default=None, metavar="SECONDS",
+                     help="per case: past it, time steady steps only and project the epoch time")
+    run.add_argument("--find-max-batch", action="store_true",
+                     help="after running out of memory, find the largest batch size that fits")
+    run.add_argument("--in-process", dest="isolate", action="store_false",
+                     help="run cases in this process instead of one child process each (no crash isolation)")
+    run.add_argument("--resume", type=Path, default=None, metavar="DIR",
+                     help="finish an interrupted run in DIR with its own settings (other flags are ignored)")
     run.add_argument("--out", default="trainspeed-results",
                      help="folder for results.json and the report (default: %(default)s)")
 
@@ -87,21 +97,32 @@ def cmd_devices(args: argparse.Namespace, console: Console) -> int:
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
     from .config import DEFAULT_MODELS, RunConfig
     from .report.terminal import results_table
-    from .runner import run
+    from .runner import resume_run, run
 
     config = RunConfig(
         models=args.models or list(DEFAULT_MODELS), devices=args.devices, dataset=args.dataset,
         data_dir=args.data_dir, download=args.download, epochs=args.epochs, batch_sizes=args.batch_sizes,
-        limit=args.limit, seed=args.seed, cpu_threads=args.cpu_threads,
+        limit=args.limit, seed=args.seed, cpu_threads=args.cpu_threads, repeats=args.repeats,
+        time_budget_s=args.time_budget_s, find_max_batch=args.find_max_batch, isolate=args.isolate,
         synthetic_shape=args.synthetic_shape, out=args.out,
     )
+    if args.resume:
+        args.out = str(args.resume)
     results_file = Path(args.out) / "results.json"
     try:
-        result = run(config, console=Console(stderr=True))
+        if args.resume:
+            result = resume_run(args.resume, console=Console(stderr=True))
+        else:
+            result = run(config, console=Console(stderr=True))
     except KeyboardInterrupt:
-        console.print(f"[yellow]interrupted; the finished cases are in {results_file}[/]")
+        Console(stderr=True).print(f"[yellow]interrupted; the finished cases are in {results_file}[/]")
         return 130
     console.print(results_table(result))
+    for case in result.cases:
+        for warning in case.warnings:
+            console.print(f"[yellow]warning:[/] {case.model} on {case.device}: {warning}")
+        if case.noisy:
+            console.print(f"[yellow]warning:[/] {case.model} on {case.device} is noisy: {NOISE_ADVICE}")
     console.print(f"results: {results_file}")
     _write_report([(None, result)], Path(args.out), None, console)
     return 0 if all(case.ok for case in result.cases) else 1
@@ -134,6 +155,9 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> int:
     _write_report(labelled, args.out, args.baseline, console)
     return 0
 
+
+NOISE_ADVICE = ("its steady epoch times vary by more than 5%, so smaller differences are not results; "
+                "close other programs and rerun with --repeats 5")
 
 COMMANDS = {"devices": cmd_devices, "run": cmd_run, "report": cmd_report, "compare": cmd_compare}
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from .errors import ConfigError
 
@@ -27,13 +27,30 @@ class RunConfig:
     synthetic_shape: tuple[int, int, int] = (32, 32, 3)
     # Untimed steps on a throwaway model before a single timed epoch.
     warmup_steps: int = 50
+    repeats: int = 1
+    # Per case: past it, time steady steps only and project the epoch time from them.
+    time_budget_s: float | None = None
+    # After an out-of-memory failure, search for the largest batch size that fits.
+    find_max_batch: bool = False
+    # Each case in its own child process, so a crash or out-of-memory error costs only that case.
+    isolate: bool = True
+
+    @classmethod
+    def from_dict(cls, data: dict) -> RunConfig:
+        """A config read back from a results file (for --resume)."""
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        if "synthetic_shape" in values:
+            values["synthetic_shape"] = tuple(values["synthetic_shape"])
+        return cls(**values)
 
     def validate(self) -> None:
         if not self.models:
             raise ConfigError("no models given; choose from e.g. ann, cnn, mlp:1")
         if not self.batch_sizes:
             raise ConfigError("no batch size given, e.g. --batch-size 32 or --batch-size 32,256,2048")
-        checks = [("--epochs", self.epochs, 1), ("--limit", self.limit, 1), ("--cpu-threads", self.cpu_threads, 1)]
+        checks = [("--epochs", self.epochs, 1), ("--limit", self.limit, 1), ("--cpu-threads", self.cpu_threads, 1),
+                  ("--repeats", self.repeats, 1), ("--time-budget", self.time_budget_s, 0.1)]
         checks += [("--batch-size", size, 1) for size in self.batch_sizes]
         for name, value, least in checks:
             if value is not None and value < least:

@@ -25,6 +25,18 @@ class EpochRecord:
 
 
 @dataclass
+class RepeatRecord:
+    """One repeat of a case: a fresh model trained (or, under a time budget, stepped) from the seed."""
+
+    repeat: int
+    epoch_s: list[float]
+    first_epoch_s: float | None
+    steady_epoch_s: float
+    projected: bool = False
+    measured_steps: int | None = None  # steps a projected epoch time rests on
+
+
+@dataclass
 class CaseResult:
     model: str
     device: str
@@ -32,7 +44,7 @@ class CaseResult:
     batch_size: int
     precision: str = "fp32"
     device_name: str = ""
-    status: str = "ok"  # "ok", "failed" or "interrupted"
+    status: str = "ok"  # "ok", "failed", "interrupted", or "partial" while repeats remain
     error: str | None = None
     params: int | None = None
     epochs: int = 0
@@ -57,6 +69,20 @@ class CaseResult:
     history: list[EpochRecord] = field(default_factory=list)
     confusion_matrix: list[list[int]] | None = None  # [true class][predicted class] on the test set
     sample_predictions: list[int] | None = None  # predicted class of each of the data set's sample images
+    # A time budget cut the case short: steady_epoch_s is projected from measured_steps timed steps.
+    projected: bool = False
+    measured_steps: int | None = None
+    repeats: list[RepeatRecord] = field(default_factory=list)
+    # Spread of the steady epoch time over repeats (or, with one repeat, over the steady epochs).
+    steady_min_s: float | None = None
+    steady_max_s: float | None = None
+    steady_cv: float | None = None
+    spread_of: str | None = None  # "repeats" or "epochs"
+    noisy: bool = False
+    warnings: list[str] = field(default_factory=list)
+    other_cpu_load: float | None = None  # cores used by other processes during the case
+    memory_total_bytes: int | None = None
+    max_batch_size: int | None = None  # the largest batch that fit, after an out-of-memory failure
 
     @property
     def ok(self) -> bool:
@@ -180,6 +206,12 @@ def fill_speedups(cases: list[CaseResult]) -> None:
 
 
 def _case_from_dict(data: dict[str, Any]) -> CaseResult:
-    known = {f.name for f in fields(CaseResult)}
+    known = {f.name for f in fields(CaseResult)} - {"history", "repeats"}
     history = [EpochRecord(**record) for record in data.get("history", [])]
-    return CaseResult(**{k: v for k, v in data.items() if k in known and k != "history"}, history=history)
+    repeats = [RepeatRecord(**record) for record in data.get("repeats", [])]
+    return CaseResult(**{k: v for k, v in data.items() if k in known}, history=history, repeats=repeats)
+
+
+def case_from_dict(data: dict[str, Any]) -> CaseResult:
+    """A case sent as JSON (by a worker process) back into a dataclass."""
+    return _case_from_dict(data)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import statistics
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 
 def first_and_steady(epoch_s: Sequence[float]) -> tuple[float, float]:
@@ -35,3 +36,63 @@ def speedup(baseline_s: float, device_s: float) -> float:
 def steps_per_epoch(images: int, batch_size: int) -> int:
     # The last partial batch is kept, as Keras's fit does (50,000 / 32 -> 1,563 steps).
     return -(-images // batch_size)
+
+
+# A steady time whose spread is above this is flagged: differences smaller than the noise are not results.
+NOISY_CV = 0.05
+
+
+@dataclass(frozen=True)
+class Spread:
+    median: float
+    minimum: float
+    maximum: float
+    cv: float  # coefficient of variation: standard deviation / mean (population)
+    samples: int
+
+    @property
+    def noisy(self) -> bool:
+        return self.cv > NOISY_CV
+
+
+def spread(values: Sequence[float]) -> Spread:
+    if not values:
+        raise ValueError("no values to summarize")
+    mean = statistics.fmean(values)
+    cv = statistics.pstdev(values) / mean if len(values) > 1 and mean > 0 else 0.0
+    return Spread(float(statistics.median(values)), float(min(values)), float(max(values)), cv, len(values))
+
+
+def projected_epoch_s(step_seconds: Sequence[float], images: int, batch_size: int) -> float:
+    """An epoch's time from timed steady steps: the median step, scaled to the epoch's images.
+
+    The last partial batch costs roughly its share of a full one, so images / batch_size steps.
+    """
+    if not step_seconds:
+        raise ValueError("no steps were timed")
+    return float(statistics.median(step_seconds)) * images / batch_size
+
+
+def largest_fitting(fits: Callable[[int], bool], start: int = 1, limit: int = 1 << 20) -> int | None:
+    """The largest batch size for which `fits` holds: doubling from `start`, then bisection.
+
+    Assumes that if a batch fits, every smaller one does. None when even `start` does not fit.
+    """
+    if not fits(start):
+        return None
+    good, bad = start, None
+    while bad is None:
+        candidate = good * 2
+        if candidate > limit:
+            return good
+        if fits(candidate):
+            good = candidate
+        else:
+            bad = candidate
+    while bad - good > 1:
+        middle = (good + bad) // 2
+        if fits(middle):
+            good = middle
+        else:
+            bad = middle
+    return good

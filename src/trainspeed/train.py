@@ -48,6 +48,43 @@ def as_input(images: torch.Tensor) -> torch.Tensor:
 StepCallback = Callable[[int, int, float, float], None]
 
 
+class StepRunner:
+    """Training steps over one epoch's random order: the seeds' fit(shuffle=True), step by step.
+
+    Running sums stay on the device; reading them forces a sync, so callers read them rarely.
+    """
+
+    def __init__(self, spec: ModelSpec, optimizer: torch.optim.Optimizer, images: torch.Tensor,
+                 labels: torch.Tensor, batch_size: int, generator: torch.Generator) -> None:
+        self.spec, self.optimizer = spec, optimizer
+        self.images, self.labels, self.batch_size = images, labels, batch_size
+        self.order = torch.randperm(len(images), generator=generator).to(images.device)
+        self.steps = steps_per_epoch(len(images), batch_size)
+        self.loss_sum = torch.zeros((), device=images.device)
+        self.correct = torch.zeros((), device=images.device, dtype=torch.int64)
+        self.seen = 0
+        spec.network.train()
+
+    def run(self, start: int, count: int) -> None:
+        for step in range(start, min(start + count, self.steps)):
+            index = self.order[step * self.batch_size:(step + 1) * self.batch_size]
+            batch_labels = self.labels[index]
+            logits = self.spec.network(as_input(self.images[index]))
+            loss = self.spec.loss(logits, batch_labels)
+            # Keeping gradient buffers (not None) avoids re-allocating them every step.
+            self.optimizer.zero_grad(set_to_none=False)
+            loss.backward()
+            self.optimizer.step()
+            with torch.no_grad():
+                self.loss_sum += loss.detach() * len(index)
+                self.correct += (logits.argmax(-1) == batch_labels).sum()
+            self.seen += len(index)
+
+    def stats(self) -> EpochStats:
+        seen = max(self.seen, 1)
+        return EpochStats(self.loss_sum.item() / seen, self.correct.item() / seen)
+
+
 def train_epoch(
     spec: ModelSpec,
     optimizer: torch.optim.Optimizer,
@@ -61,33 +98,14 @@ def train_epoch(
     max_steps: int | None = None,
 ) -> EpochStats:
     """One pass over the data in a fresh random order, as Keras's fit(shuffle=True) does."""
-    network = spec.network
-    network.train()
-    count = len(images)
-    order = torch.randperm(count, generator=generator).to(images.device)
-    steps = steps_per_epoch(count, batch_size)
-    if max_steps is not None:
-        steps = min(steps, max_steps)
-    # Running sums stay on the device; reading them forces a sync, so only every few steps.
-    loss_sum = torch.zeros((), device=images.device)
-    correct = torch.zeros((), device=images.device, dtype=torch.int64)
-    seen = 0
-    for step in range(steps):
-        index = order[step * batch_size:(step + 1) * batch_size]
-        batch_labels = labels[index]
-        logits = network(as_input(images[index]))
-        loss = spec.loss(logits, batch_labels)
-        # Keeping gradient buffers (not None) avoids re-allocating them every step.
-        optimizer.zero_grad(set_to_none=False)
-        loss.backward()
-        optimizer.step()
-        with torch.no_grad():
-            loss_sum += loss.detach() * len(index)
-            correct += (logits.argmax(-1) == batch_labels).sum()
-        seen += len(index)
-        if on_progress is not None and ((step + 1) % report_every == 0 or step + 1 == steps):
-            on_progress(step + 1, steps, loss_sum.item() / seen, correct.item() / seen)
-    return EpochStats(loss_sum.item() / max(seen, 1), correct.item() / max(seen, 1))
+    runner = StepRunner(spec, optimizer, images, labels, batch_size, generator)
+    steps = runner.steps if max_steps is None else min(runner.steps, max_steps)
+    for start in range(0, steps, report_every):
+        runner.run(start, min(report_every, steps - start))
+        if on_progress is not None:
+            loss, accuracy = runner.stats()
+            on_progress(min(start + report_every, steps), steps, loss, accuracy)
+    return runner.stats()
 
 
 class Evaluation(NamedTuple):

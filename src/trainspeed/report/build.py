@@ -75,6 +75,7 @@ def _main_table(comparison: Comparison) -> Table:
         "device", "first epoch s", "steady s/epoch", "images/s",
         f"speedup vs {'CPU' if comparison.baseline == 'cpu' else comparison.baseline}",
         "test accuracy", "peak memory"]
+    headers.insert(headers.index("images/s"), "spread")
     rows, flagged = [], set()
     for key, cells in comparison.rows.items():
         for column in comparison.columns:
@@ -85,17 +86,54 @@ def _main_table(comparison: Comparison) -> Table:
             device = f"{column}\n{case.device_name}" if case.device_name else column
             if not case.ok:
                 flagged.add((len(rows), len(lead) + 1))
-                rows.append(lead + [device, f"{case.status}: {case.error or 'no reason recorded'}", "", "", "", "", ""])
+                rows.append(lead + [device, f"{case.status}: {case.error or 'no reason recorded'}"] + [""] * 6)
                 continue
             ratio = comparison.speedup(key, column)
             first = _seconds(case.first_epoch_s) + (" (warmed up)" if case.warmup_steps else "")
-            rows.append(lead + [device, first, _seconds(case.steady_epoch_s),
+            steady = _seconds(case.steady_epoch_s) + (
+                f"\nprojected from {case.measured_steps} steps" if case.projected else "")
+            if case.noisy:
+                flagged.add((len(rows), len(lead) + 3))
+            rows.append(lead + [device, first, steady, _spread(case),
                                 f"{case.images_per_s:,.0f}" if case.images_per_s else "-",
                                 f"{ratio:.1f}x" if ratio else "-", _accuracy(case), _bytes(case.peak_memory_bytes)])
     caption = "steady = median of the epochs after the first"
     if any(not case.accuracy_meaningful for cells in comparison.rows.values() for case in cells.values()):
         caption += "; * random data: accuracy means nothing"
-    return Table(headers, rows, caption, flagged, text_columns=len(headers) - 6)
+    return Table(headers, rows, caption, flagged, text_columns=len(headers) - 7)
+
+
+def _spread(case: CaseResult) -> str:
+    if case.steady_cv is None:
+        return "-"
+    text = (f"{_seconds(case.steady_min_s)}-{_seconds(case.steady_max_s)}\nCV {case.steady_cv:.1%} "
+            f"over {len(case.repeats)} repeats" if case.spread_of == "repeats" else
+            f"{_seconds(case.steady_min_s)}-{_seconds(case.steady_max_s)}\nCV {case.steady_cv:.1%} over epochs")
+    return text + ("\nnoisy" if case.noisy else "")
+
+
+NOISE_EXPLAINED = (
+    "A case is flagged noisy when its steady epoch times vary by more than 5% (coefficient of variation). "
+    "A speedup or a difference between machines smaller than that spread is not a result: it can come from "
+    "another program, a changing clock or the operating system. Close other programs, set the CPU frequency "
+    "governor to performance, and rerun with --repeats 5.")
+
+PROJECTION_EXPLAINED = (
+    "A projected time comes from a time budget (--time-budget): the case timed its steady training steps "
+    "for the budget and scaled the median step to a full epoch, instead of training the whole epoch. It is "
+    "a timing, not a training run, so it has no accuracy.")
+
+
+def _repeats_table(comparison: Comparison) -> Table | None:
+    cases = [case for cells in comparison.rows.values() for case in cells.values() if len(case.repeats) > 1]
+    if not cases:
+        return None
+    rows = [[case.model, case.device, str(case.batch_size),
+             ", ".join(_seconds(r.steady_epoch_s) for r in case.repeats), _seconds(case.steady_epoch_s),
+             f"{case.steady_cv:.1%}" if case.steady_cv is not None else "-", "noisy" if case.noisy else "ok"]
+            for case in cases]
+    return Table(["model", "device", "batch", "steady s/epoch of each repeat", "median", "CV", "spread"], rows,
+                 "every repeat, trained from the same seed in a fresh process", text_columns=3)
 
 
 def _comparison_table(comparison: Comparison) -> Table:
@@ -149,6 +187,18 @@ def build_blocks(comparison: Comparison, out_dir: Path) -> list[Block]:
         rows = [[label] + [f"{v:.2f} s" if v is not None else "-" for v in (values.get(c) for c in pivot.columns)]
                 for label, values in pivot.rows]
         blocks.append(Table([pivot.row_header] + pivot.columns, rows, pivot.title))
+    repeats = _repeats_table(comparison)
+    if repeats:
+        blocks.append(repeats)
+    every_case = [case for cells in comparison.rows.values() for case in cells.values()]
+    if any(case.noisy for case in every_case):
+        blocks.append(Paragraph(NOISE_EXPLAINED, "warning"))
+    if any(case.projected for case in every_case):
+        blocks.append(Paragraph(PROJECTION_EXPLAINED))
+    warnings = [f"{case.model} on {case.device}, batch {case.batch_size}: {warning}"
+                for case in every_case for warning in case.warnings]
+    if warnings:
+        blocks += [Heading("Validity warnings", 3), Bullets(warnings)]
     found = crossovers(comparison)
     blocks += [Paragraph(crossing.sentence, "headline") for crossing in found]
 

@@ -54,6 +54,18 @@ def _accuracy(case: CaseResult) -> str:
     return text if case.accuracy_meaningful else f"[dim]{text}*[/]"
 
 
+def steady_text(case: CaseResult, markup: bool = False) -> str:
+    """The steady time with what qualifies it: its spread, noise, or that it is projected."""
+    text = _seconds(case.steady_epoch_s)
+    if case.projected:
+        text += f" (projected from {case.measured_steps} steps)"
+    if case.steady_cv is not None:
+        text += f" ±{case.steady_cv:.1%}"
+    if case.noisy:
+        text += " [yellow]noisy[/]" if markup else " noisy"
+    return text
+
+
 def results_table(result: RunResult) -> Table:
     data = result.dataset
     title = f"trainspeed: {data.name if data else '?'}"
@@ -74,13 +86,13 @@ def results_table(result: RunResult) -> Table:
     for case in result.cases:
         device = case.device
         if not case.ok:
-            table.add_row(case.model, device, f"[red]{case.status}[/]", f"[red]{case.error}[/]", "", "", "")
+            table.add_row(case.model, device, f"[red]{case.status}[/]", f"[red]{case.error or ''}[/]", "", "", "")
             continue
         first = _seconds(case.first_epoch_s)
         if case.warmup_steps:
             first += " [dim](warmed up)[/]"
         table.add_row(
-            case.model, device, first, _seconds(case.steady_epoch_s),
+            case.model, device, first, steady_text(case, markup=True),
             f"{case.images_per_s:,.0f}" if case.images_per_s else "-",
             f"{case.speedup_vs_cpu:.1f}x" if case.speedup_vs_cpu else "-",
             _accuracy(case),

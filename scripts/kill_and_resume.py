@@ -1,0 +1,89 @@
+"""Kill a 4-case run at random moments and check what survives; then resume it.
+
+Each try starts `trainspeed run` (4 cases, 2 repeats each) in its own process group, waits a
+random time, and kills it: SIGKILL to the whole group (as a crash or power loss would) or
+SIGINT to the parent (Ctrl-C). Then it checks that the results file is valid and that every
+case marked finished is complete, runs `trainspeed run --resume`, and checks that all four
+cases finish, that the cases finished before the kill are unchanged, and that the report
+shows the repeats with their spread.
+
+    python scripts/kill_and_resume.py [--tries 10] [--seed 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+RUN = ["run", "--dataset", "synthetic", "--limit", "1600", "--synthetic-shape", "16x16x3", "--devices", "cpu",
+       "--models", "mlp:1,cnn", "--batch-size", "32,64", "--epochs", "2", "--repeats", "2"]
+
+
+def trainspeed(args: list[str], cwd: Path, **kwargs) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    return subprocess.Popen([sys.executable, "-m", "trainspeed", *args], cwd=cwd, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+def one_try(number: int, rng: random.Random, workdir: Path) -> str:
+    out = workdir / f"try{number}"
+    delay = rng.uniform(0.5, 25.0)
+    how = "SIGKILL to the process group" if rng.random() < 0.7 else "SIGINT to the parent"
+    process = trainspeed([*RUN, "--out", str(out)], workdir, start_new_session=True)
+    time.sleep(delay)
+    if process.poll() is not None:
+        return f"try {number}: finished before the kill at {delay:.1f} s (nothing to test)"
+    if how.startswith("SIGKILL"):
+        os.killpg(process.pid, signal.SIGKILL)
+    else:
+        process.send_signal(signal.SIGINT)
+    process.wait(timeout=60)
+    results = out / "results.json"
+    if not results.exists():
+        before = {}
+        state = "no results file yet (killed before the first case was written)"
+    else:
+        data = json.loads(results.read_text())  # must be valid JSON: writes are atomic
+        before = {(c["model"], c["batch_size"]): c for c in data["cases"]}
+        for case in before.values():
+            if case["status"] == "ok":
+                assert len(case["repeats"]) == 2 and case["steady_epoch_s"] > 0, case
+        state = ", ".join(f"{m}@{b}: {c['status']} ({len(c['repeats'])} repeats)" for (m, b), c in before.items())
+    if not results.exists():
+        resumed = trainspeed([*RUN, "--out", str(out)], workdir)
+    else:
+        resumed = trainspeed(["run", "--resume", str(out)], workdir)
+    _, errors = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, errors
+    final = {(c["model"], c["batch_size"]): c for c in json.loads(results.read_text())["cases"]}
+    assert len(final) == 4 and all(c["status"] == "ok" and len(c["repeats"]) == 2 for c in final.values()), final
+    for key, case in before.items():
+        if case["status"] == "ok":
+            assert final[key]["repeats"] == case["repeats"], f"{key} was measured again"
+    report = (out / "report.md").read_text()
+    assert "steady s/epoch of each repeat" in report and "over 2 repeats" in report
+    return f"try {number}: {how} at {delay:.1f} s -> file valid; {state}; --resume completed all 4 cases"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tries", type=int, default=10)
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    rng = random.Random(args.seed)
+    with tempfile.TemporaryDirectory() as workdir:
+        for number in range(1, args.tries + 1):
+            print(one_try(number, rng, Path(workdir)), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,40 @@
+"""Fault injection for tests: TRAINSPEED_FAULT makes a case fail the way real ones do.
+
+`kill:MODEL` (the process kills itself mid-epoch), `raise:MODEL` (a bug), `oom:MODEL` (out of
+memory at the training step) and `oom-above:N` (any batch larger than N runs out of memory).
+Unset, as for every user, it does nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import torch
+
+VARIABLE = "TRAINSPEED_FAULT"
+
+
+def _fault() -> tuple[str, str] | None:
+    value = os.environ.get(VARIABLE, "")
+    kind, _, target = value.partition(":")
+    return (kind, target) if kind else None
+
+
+def at_training_step(model: str) -> None:
+    fault = _fault()
+    if fault is None or fault[1] != model:
+        return
+    kind = fault[0]
+    if kind == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    if kind == "raise":
+        raise RuntimeError(f"injected fault in the {model}")
+    if kind == "oom":
+        raise torch.OutOfMemoryError("injected: CUDA out of memory. Tried to allocate 2.00 GiB")
+
+
+def at_allocation(batch_size: int) -> None:
+    fault = _fault()
+    if fault is not None and fault[0] == "oom-above" and batch_size > int(fault[1]):
+        raise torch.OutOfMemoryError(f"injected: out of memory at batch size {batch_size}")

@@ -1,0 +1,102 @@
+"""Signs that a figure is not what it seems: other load on the CPU, throttling, an idle GPU.
+
+Everything is read before and after a case from counters the kernel and driver keep, so no
+monitor thread competes with a CPU case for its cores.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+# Other processes using more than this many cores during a CPU case make its time suspect.
+OTHER_LOAD_CORES = 0.25
+# A GPU busy less than this share of the time is waiting for data or for the host.
+IDLE_GPU_UTILIZATION = 0.5
+
+
+def _busy_jiffies() -> tuple[int, int] | None:
+    """(busy, total) CPU time of the whole machine since boot, in clock ticks."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    except (OSError, IndexError):
+        return None
+    values = [int(v) for v in fields]
+    idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
+    return sum(values[:8]) - idle, sum(values[:8])
+
+
+def _throttle_count() -> int | None:
+    total, found = 0, False
+    for path in Path("/sys/devices/system/cpu").glob("cpu[0-9]*/thermal_throttle/core_throttle_count"):
+        try:
+            total += int(path.read_text())
+            found = True
+        except (OSError, ValueError):
+            continue
+    return total if found else None
+
+
+def _own_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+@dataclass
+class Snapshot:
+    wall_s: float
+    own_cpu_s: float
+    machine: tuple[int, int] | None
+    throttle_count: int | None
+    load_average: float | None
+
+    @classmethod
+    def take(cls) -> Snapshot:
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+        return cls(time.perf_counter(), _own_cpu_s(), _busy_jiffies(), _throttle_count(), load)
+
+
+def other_cpu_load(before: Snapshot, after: Snapshot) -> float | None:
+    """Cores' worth of CPU time that processes other than this one used between the snapshots."""
+    if before.machine is None or after.machine is None:
+        return None
+    ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    busy_s = (after.machine[0] - before.machine[0]) / ticks
+    wall = after.wall_s - before.wall_s
+    if wall <= 0:
+        return None
+    return max(0.0, busy_s - (after.own_cpu_s - before.own_cpu_s)) / wall
+
+
+def warnings_for(device: torch.device, ran_on: torch.device, before: Snapshot, after: Snapshot,
+                 gpu_utilization: float | None = None) -> list[str]:
+    found = []
+    if ran_on.type != device.type:
+        found.append(f"asked for {device} but the model ran on {ran_on}: this is not a {device.type} figure")
+    other = other_cpu_load(before, after)
+    if device.type == "cpu" and other is not None and other > OTHER_LOAD_CORES:
+        found.append(f"other processes used {other:.1f} cores during this CPU case "
+                     f"(load average {before.load_average:.1f} -> {after.load_average:.1f}); its time is too high")
+    if before.throttle_count is not None and after.throttle_count is not None \
+            and after.throttle_count > before.throttle_count:
+        found.append(f"the CPU was thermally throttled {after.throttle_count - before.throttle_count} times "
+                     "during this case: clocks fell")
+    if gpu_utilization is not None and gpu_utilization < IDLE_GPU_UTILIZATION:
+        found.append(f"the GPU was busy only {gpu_utilization:.0%} of the time: the case is bound by data or "
+                     "the host, not by the GPU")
+    return found
+
+
+def gpu_utilization(device: torch.device) -> float | None:
+    """The GPU's utilization over its last sample period (NVML), if NVML is available."""
+    if device.type != "cuda":
+        return None
+    try:
+        return torch.cuda.utilization(device) / 100
+    except Exception:  # NVML (pynvml) is optional: no reading is no warning
+        return None

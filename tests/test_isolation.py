@@ -1,0 +1,250 @@
+"""Trustworthy runs: faults injected into real child processes, and what survives them."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import trainspeed
+from trainspeed import runner
+from trainspeed.errors import ResultsError
+from trainspeed.report.build import write_report
+from trainspeed.report.comparison import compare
+from trainspeed.results import CaseResult, RunResult
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+# 3,200 images at batch 32: 100 steps, so a fault at the first progress report (step 50) is mid-epoch.
+QUICK = dict(dataset="synthetic", limit=3200, devices=["cpu"], epochs=2, synthetic_shape=(8, 8, 1))
+
+
+def statuses(result: RunResult) -> dict[str, str]:
+    return {case.model: case.status for case in result.cases}
+
+
+def check_file_and_report(directory: Path) -> RunResult:
+    saved = RunResult.read(directory / "results.json")
+    write_report(compare([(None, saved)]), directory / "report")
+    assert (directory / "report" / "report.html").is_file()
+    return saved
+
+
+def test_a_child_killed_mid_epoch_costs_only_its_case_and_resume_completes(tmp_path, monkeypatch):
+    monkeypatch.setenv("TRAINSPEED_FAULT", "kill:mlp:1")
+    result = trainspeed.run(models=["mlp:1", "mlp:2"], out=str(tmp_path), **QUICK)
+    killed, fine = result.cases
+    assert killed.status == "failed" and "killed by SIGKILL" in killed.error
+    assert fine.ok and fine.steady_epoch_s > 0
+    saved = check_file_and_report(tmp_path)
+    assert statuses(saved) == {"mlp:1": "failed", "mlp:2": "ok"}
+
+    monkeypatch.delenv("TRAINSPEED_FAULT")
+    resumed = runner.resume_run(tmp_path)
+    assert statuses(resumed) == {"mlp:1": "ok", "mlp:2": "ok"}
+    # The finished case was kept as it was, not measured again.
+    assert resumed.case("mlp:2", "cpu").epoch_s == fine.epoch_s
+    assert statuses(check_file_and_report(tmp_path)) == {"mlp:1": "ok", "mlp:2": "ok"}
+
+
+def test_a_child_that_raises_is_recorded_with_its_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("TRAINSPEED_FAULT", "raise:mlp:2")
+    result = trainspeed.run(models=["mlp:2", "mlp:1"], out=str(tmp_path), **QUICK)
+    assert result.cases[0].status == "failed"
+    assert "exit status 1: RuntimeError: injected fault in the mlp:2" in result.cases[0].error
+    assert result.cases[1].ok
+    check_file_and_report(tmp_path)
+
+
+def test_out_of_memory_in_a_child_finds_the_largest_batch(tmp_path, monkeypatch):
+    monkeypatch.setenv("TRAINSPEED_FAULT", "oom-above:100")
+    result = trainspeed.run(models=["mlp:1"], batch_sizes=[32, 1000], find_max_batch=True, out=str(tmp_path),
+                            **{**QUICK, "epochs": 1})
+    fits, too_big = result.cases
+    assert fits.ok and fits.max_batch_size is None
+    assert too_big.status == "failed" and too_big.max_batch_size == 100
+    assert "out of memory on cpu at batch size 1000" in too_big.error
+    assert "the largest batch that fits is 100" in too_big.error and too_big.memory_total_bytes > 0
+    check_file_and_report(tmp_path)
+
+
+def test_data_gone_before_a_case_fails_that_case_with_the_reason(tmp_path):
+    config = runner.make_config(models=["mlp:1"], **QUICK)
+    data = runner.load_data(config)
+    from dataclasses import replace
+
+    vanished = replace(data, name="cifar10", source=str(tmp_path / "removed"))
+    spec = runner.CaseSpec("mlp:1", "cpu", 32, "fp32")
+    from trainspeed.progress import EpochProgress
+
+    with EpochProgress() as progress:
+        outcome = runner.run_in_child(config, spec, 1, vanished, progress)
+    assert outcome.status == "failed" and "removed does not exist" in outcome.error
+
+
+def test_results_that_cannot_be_written_say_so_and_keep_the_last_copy(tmp_path, monkeypatch):
+    path = tmp_path / "results.json"
+    original_write = RunResult.write
+    calls = []
+
+    def disk_fills_up(self, target):
+        calls.append(target)
+        if len(calls) > 1:
+            raise OSError(28, "No space left on device")
+        return original_write(self, target)
+
+    monkeypatch.setattr(RunResult, "write", disk_fills_up)
+    with pytest.raises(ResultsError, match="No space left on device.*trainspeed run --resume"):
+        trainspeed.run(models=["mlp:1", "mlp:2"], out=str(tmp_path), isolate=False, **QUICK)
+    assert statuses(RunResult.read(path)) == {"mlp:1": "ok"}  # the first case, intact
+
+
+def test_a_crash_while_writing_leaves_the_previous_file_whole(tmp_path, monkeypatch):
+    result = RunResult("0.1.0", "now", {}, {}, cases=[CaseResult("ann", "cpu", "synthetic", 32)])
+    path = result.write(tmp_path / "results.json")
+    result.cases.append(CaseResult("cnn", "cpu", "synthetic", 32))
+
+    def dies_half_way(obj, file, **kwargs):
+        file.write('{"schema_version": 1, "cases": [')
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(json, "dump", dies_half_way)
+    with pytest.raises(KeyboardInterrupt):
+        result.write(path)
+    monkeypatch.undo()
+    assert [case.model for case in RunResult.read(path).cases] == ["ann"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.json"]
+
+
+def cli(*args: str, cwd: Path, env: dict | None = None) -> subprocess.Popen:
+    environment = {**os.environ, "PYTHONPATH": str(SRC), "COLUMNS": "120", **(env or {})}
+    return subprocess.Popen([sys.executable, "-m", "trainspeed", *args], cwd=cwd, env=environment,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_finished_case(path: Path, timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if any(case["status"] == "ok" for case in json.loads(path.read_text())["cases"]):
+                return
+        except (OSError, ValueError, KeyError):
+            pass
+        time.sleep(0.2)
+    raise AssertionError("no case finished in time")
+
+
+def test_ctrl_c_keeps_finished_cases_exits_130_and_resume_completes(tmp_path):
+    args = ["run", "--dataset", "synthetic", "--limit", "3200", "--devices", "cpu", "--synthetic-shape", "16x16x3",
+            "--models", "mlp:1,cnn", "--epochs", "30", "--out", "out"]
+    process = cli(*args, cwd=tmp_path)
+    wait_for_finished_case(tmp_path / "out" / "results.json")
+    time.sleep(1.0)  # the cnn is training now
+    process.send_signal(signal.SIGINT)
+    _, errors = process.communicate(timeout=60)
+    assert process.returncode == 130, errors
+    assert "Traceback" not in errors and "interrupted" in errors
+    saved = check_file_and_report(tmp_path / "out")
+    assert statuses(saved) == {"mlp:1": "ok", "cnn": "interrupted"}
+
+    done = subprocess.run([sys.executable, "-m", "trainspeed", "run", "--resume", "out"], cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": str(SRC)}, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "already measured" in done.stderr
+    final = check_file_and_report(tmp_path / "out")
+    assert statuses(final) == {"mlp:1": "ok", "cnn": "ok"}
+    assert final.case("mlp:1", "cpu").epoch_s == saved.case("mlp:1", "cpu").epoch_s
+
+
+def test_resume_refuses_a_truncated_results_file_in_one_line(tmp_path):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "results.json").write_text('{"schema_version": 1, "cases": [{"model": "ann"')
+    done = subprocess.run([sys.executable, "-m", "trainspeed", "run", "--resume", "out"], cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": str(SRC)}, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
+    assert "results.json is not valid JSON (truncated?)" in done.stderr
+
+
+def test_repeats_are_kept_with_their_median_and_spread(tmp_path):
+    result = trainspeed.run(models=["mlp:1"], repeats=3, out=str(tmp_path), **QUICK)
+    case = result.cases[0]
+    steady = [r.steady_epoch_s for r in case.repeats]
+    assert [r.repeat for r in case.repeats] == [1, 2, 3] and case.spread_of == "repeats"
+    assert case.steady_epoch_s == sorted(steady)[1]
+    assert case.steady_min_s == min(steady) and case.steady_max_s == max(steady)
+    markdown = write_report(compare([(None, result)]), tmp_path / "report")[0].read_text()
+    assert "steady s/epoch of each repeat" in markdown and "over 3 repeats" in markdown
+
+
+def test_noisy_spread_is_flagged_in_table_and_report(tmp_path):
+    case = CaseResult("cnn", "cpu", "synthetic", 32, train_images=50_000, epoch_s=[12.0, 10.0])
+    for steady in (10.0, 11.0, 12.0):
+        outcome = CaseResult("cnn", "cpu", "synthetic", 32, train_images=50_000, epoch_s=[12.0, steady],
+                             first_epoch_s=12.0, steady_epoch_s=steady)
+        runner.merge_repeat(case, outcome, repeats_wanted=3)
+    assert case.status == "ok" and case.steady_epoch_s == 11.0 and case.noisy
+    assert case.steady_cv == pytest.approx(0.0742, abs=1e-4)  # pstdev 0.8165 / mean 11
+    quiet = CaseResult("cnn", "cpu", "synthetic", 32, train_images=50_000)
+    runner.merge_repeat(quiet, CaseResult("cnn", "cpu", "synthetic", 32, train_images=50_000,
+                                          epoch_s=[12.0, 10.0, 10.1, 10.05], first_epoch_s=12.0, steady_epoch_s=10.05),
+                        repeats_wanted=1)
+    assert quiet.spread_of == "epochs" and not quiet.noisy
+    result = RunResult("0.1.0", "now", {}, {}, cases=[case, quiet])
+    markdown = write_report(compare([(None, result)]), tmp_path)[0].read_text()
+    assert "CV 7.4% over 3 repeats<br>noisy" in markdown and "is not a result" in markdown
+
+    from rich.console import Console
+
+    from trainspeed.report.terminal import results_table
+
+    console = Console(width=140, record=True)
+    console.print(results_table(result))
+    assert "11.00 ±7.4% noisy" in console.export_text()
+
+
+def test_time_budget_projects_and_labels_the_figure(tmp_path):
+    result = trainspeed.run(models=["cnn"], devices=["cpu"], dataset="synthetic", limit=6400, epochs=3,
+                            time_budget_s=0.5, out=None, isolate=False)
+    case = result.cases[0]
+    assert case.ok and case.projected and case.measured_steps >= 1
+    assert case.epoch_s == [] and case.first_epoch_s is None and case.test_accuracy is None
+    assert case.images_per_s == pytest.approx(6400 / case.steady_epoch_s)
+    markdown = write_report(compare([(None, result)]), tmp_path)[0].read_text()
+    assert f"projected from {case.measured_steps} steps" in markdown and "has no accuracy" in markdown
+
+
+def test_a_generous_budget_runs_the_case_in_full():
+    result = trainspeed.run(models=["mlp:1"], time_budget_s=600, out=None, isolate=False, **QUICK)
+    case = result.cases[0]
+    assert not case.projected and len(case.epoch_s) == 2 and case.test_accuracy is not None
+
+
+def test_exit_descriptions():
+    assert runner.describe_exit(-9, "") == ("the case's process was killed by SIGKILL (often the kernel's "
+                                            "out-of-memory killer: try a smaller --batch-size)")
+    assert runner.describe_exit(-11, "") == "the case's process was killed by SIGSEGV (a crash in native code)"
+    assert runner.describe_exit(1, "ValueError: x") == "the case's process failed with exit status 1: ValueError: x"
+
+
+def test_other_processes_loading_the_cpu_are_noticed():
+    import torch
+
+    from trainspeed import validity
+
+    before = validity.Snapshot(wall_s=0.0, own_cpu_s=0.0, machine=(1000, 5000), throttle_count=3, load_average=2.0)
+    ticks = os.sysconf("SC_CLK_TCK")
+    # 10 s of wall time; the machine was busy for 30 s of CPU, 20 s of which were ours: 1 core of others.
+    after = validity.Snapshot(wall_s=10.0, own_cpu_s=20.0, machine=(1000 + 30 * ticks, 5000 + 40 * ticks),
+                              throttle_count=5, load_average=3.1)
+    assert validity.other_cpu_load(before, after) == pytest.approx(1.0)
+    cpu = torch.device("cpu")
+    found = validity.warnings_for(cpu, cpu, before, after)
+    assert found[0] == ("other processes used 1.0 cores during this CPU case (load average 2.0 -> 3.1); "
+                        "its time is too high")
+    assert found[1] == "the CPU was thermally throttled 2 times during this case: clocks fell"
+    assert validity.warnings_for(torch.device("cuda"), cpu, before, before, gpu_utilization=0.2) == [
+        "asked for cuda but the model ran on cpu: this is not a cuda figure",
+        "the GPU was busy only 20% of the time: the case is bound by data or the host, not by the GPU"]
