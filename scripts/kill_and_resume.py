@@ -28,9 +28,15 @@ RUN = ["run", "--dataset", "synthetic", "--limit", "1600", "--synthetic-shape", 
        "--models", "mlp:1,cnn", "--batch-size", "32,64", "--epochs", "2", "--repeats", "2"]
 
 
+def default_sigint() -> None:
+    # A job started in the background of a shell ignores SIGINT, and Python keeps an inherited
+    # "ignore"; restore the default so that SIGINT is a real Ctrl-C for trainspeed.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def trainspeed(args: list[str], cwd: Path, **kwargs) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(SRC)}
-    return subprocess.Popen([sys.executable, "-m", "trainspeed", *args], cwd=cwd, env=env,
+    return subprocess.Popen([sys.executable, "-m", "trainspeed", *args], cwd=cwd, env=env, preexec_fn=default_sigint,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, **kwargs)
 
 

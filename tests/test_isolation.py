@@ -15,7 +15,7 @@ from trainspeed import runner
 from trainspeed.errors import ResultsError
 from trainspeed.report.build import write_report
 from trainspeed.report.comparison import compare
-from trainspeed.results import CaseResult, RunResult
+from trainspeed.results import CaseResult, RepeatRecord, RunResult
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 # 3,200 images at batch 32: 100 steps, so a fault at the first progress report (step 50) is mid-epoch.
@@ -121,7 +121,9 @@ def test_a_crash_while_writing_leaves_the_previous_file_whole(tmp_path, monkeypa
 
 def cli(*args: str, cwd: Path, env: dict | None = None) -> subprocess.Popen:
     environment = {**os.environ, "PYTHONPATH": str(SRC), "COLUMNS": "120", **(env or {})}
+    # Restore Ctrl-C's default in the child: under a background job it would be ignored.
     return subprocess.Popen([sys.executable, "-m", "trainspeed", *args], cwd=cwd, env=environment,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -248,3 +250,17 @@ def test_other_processes_loading_the_cpu_are_noticed():
     assert validity.warnings_for(torch.device("cuda"), cpu, before, before, gpu_utilization=0.2) == [
         "asked for cuda but the model ran on cpu: this is not a cuda figure",
         "the GPU was busy only 20% of the time: the case is bound by data or the host, not by the GPU"]
+
+
+def test_resume_keeps_an_interrupted_cases_finished_repeats_and_redoes_failures():
+    from trainspeed.data import load_dataset
+
+    data = load_dataset("synthetic", runner.DataOptions(synthetic_train=10, synthetic_test=2))
+    interrupted = CaseResult("cnn", "cpu", "synthetic", 32, status="interrupted", error="stopped by the user",
+                             repeats=[RepeatRecord(1, [2.0, 1.0], 2.0, 1.0)])
+    failed = CaseResult("ann", "cpu", "synthetic", 32, status="failed", error="out of memory")
+    result = RunResult("0.1.0", "now", {}, {}, cases=[interrupted, failed])
+    kept = runner._entry_for(result, runner.CaseSpec("cnn", "cpu", 32, "fp32"), data, 2)
+    assert kept is interrupted and kept.status == "partial" and len(kept.repeats) == 1 and kept.error is None
+    redone = runner._entry_for(result, runner.CaseSpec("ann", "cpu", 32, "fp32"), data, 2)
+    assert redone is not failed and redone.status == "partial" and redone.repeats == [] and result.cases[1] is redone

@@ -207,7 +207,10 @@ def _entry_for(result: RunResult, spec: CaseSpec, data: Dataset, threads: int) -
         if spec.matches(case):
             if case.status in ("ok", "partial"):
                 return case
-            result.cases[index] = fresh  # failed or interrupted: measure it again
+            if case.status == "interrupted" and case.repeats:  # keep the repeats it finished
+                case.status, case.error = "partial", None
+                return case
+            result.cases[index] = fresh  # failed, or interrupted before any repeat: measure it again
             return fresh
     result.cases.append(fresh)
     return fresh
