@@ -117,6 +117,8 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     except KeyboardInterrupt:
         Console(stderr=True).print(f"[yellow]interrupted; the finished cases are in {results_file}[/]")
         return 130
+    # Files first: a closed terminal or pipe must not cost the report.
+    comparison, written = _build_report([(None, result)], Path(args.out), None)
     console.print(results_table(result))
     for case in result.cases:
         for warning in case.warnings:
@@ -124,19 +126,28 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         if case.noisy:
             console.print(f"[yellow]warning:[/] {case.model} on {case.device} is noisy: {NOISE_ADVICE}")
     console.print(f"results: {results_file}")
-    _write_report([(None, result)], Path(args.out), None, console)
+    _print_report(comparison, written, console)
     return 0 if all(case.ok for case in result.cases) else 1
 
 
-def _write_report(labelled, out: Path, baseline: str | None, console: Console) -> None:
-    from .report.build import REPORT_HTML, write_report
-    from .report.comparison import compare, headlines
+def _build_report(labelled, out: Path, baseline: str | None):
+    from .report.build import write_report
+    from .report.comparison import compare
 
     comparison = compare(labelled, baseline)
+    return comparison, write_report(comparison, out)
+
+
+def _print_report(comparison, written: list[Path], console: Console) -> None:
+    from .report.comparison import headlines
+
     for sentence in headlines(comparison):
         console.print(f"[bold]{sentence}[/]")
-    written = write_report(comparison, out)
-    console.print(f"report: {out / REPORT_HTML} and {len(written) - 1} more files in {out}")
+    console.print(f"report: {written[1]} and {len(written) - 1} more files in {written[1].parent}")
+
+
+def _write_report(labelled, out: Path, baseline: str | None, console: Console) -> None:
+    _print_report(*_build_report(labelled, out, baseline), console)
 
 
 def cmd_report(args: argparse.Namespace, console: Console) -> int:
