@@ -147,7 +147,7 @@ def test_single_run_report_shows_table_values_and_headline(tmp_path):
     write_report(single(fx.seeds_run()), tmp_path)
     markdown = (tmp_path / "report.md").read_text()
     assert f"**On this machine the {fx.GPU_NAME} trains the cnn 9.4x faster than the CPU" in markdown
-    assert f"| cnn | cuda:0<br>{fx.GPU_NAME} | 5.20 | 4.00 | - | 12,500 | 9.4x | 70.0% | 900 MiB |" in markdown
+    assert f"| cnn | cuda:0<br>{fx.GPU_NAME} | 5.20 | 4.00 | - | 12,500 | - | 9.4x | 70.0% | 900 MiB |" in markdown
     assert "GPU cuda:0: NVIDIA H100 80GB HBM3, 80.00 GiB, compute capability 9.0, driver 570.86" in markdown
 
 

@@ -83,6 +83,12 @@ class CaseResult:
     other_cpu_load: float | None = None  # cores used by other processes during the case
     memory_total_bytes: int | None = None
     max_batch_size: int | None = None  # the largest batch that fit, after an out-of-memory failure
+    # The roofline: work per step from the layer shapes, and how it compares with measured peaks.
+    flops_per_step: float | None = None
+    bytes_per_step: float | None = None
+    achieved_flops_per_s: float | None = None
+    mfu: float | None = None  # achieved / the device's measured fp32 matmul peak
+    floor_epoch_s: float | None = None  # max(FLOPs / peak, bytes / bandwidth) for an epoch
 
     @property
     def ok(self) -> bool:

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from rich.console import Console
 
-from . import __version__, devices, environment, faults, validity
+from . import __version__, devices, environment, faults, flops, validity
 from .config import RunConfig
 from .data import DataOptions, Dataset, load_dataset
 from .errors import ConfigError, ResultsError
@@ -149,6 +149,11 @@ def run(
             config=asdict(config), environment=environment.collect(), dataset=dataset_info(data),
             notes=list(data.notes),
         )
+    peaks = result.environment.setdefault("peaks", {})
+    for device in targets:  # measured once per device and run; a resumed run keeps its own
+        name = devices.display_name(device)
+        if name not in peaks:
+            peaks[name] = asdict(devices.measure_peaks(device))
     # Opened only now: a download above shows its own bar, and Rich before 14 allows one live display.
     progress = EpochProgress(console).__enter__()
     for note in data.notes:  # said once, here, and kept in the results
@@ -178,6 +183,7 @@ def run(
                     entry.status, entry.error = "interrupted", "stopped by the user (Ctrl-C)"
                     raise
                 merge_repeat(entry, outcome, config.repeats)
+                fill_roofline(entry, result.environment.get("peaks", {}).get(spec.device))
                 fill_speedups(result.cases)
                 _write(result, path)
     finally:
@@ -220,7 +226,8 @@ def _entry_for(result: RunResult, spec: CaseSpec, data: Dataset, threads: int) -
 _MEASURED = ("device_name", "params", "epochs", "train_images", "test_images", "steps_per_epoch", "cpu_threads",
              "warmup_steps", "epoch_s", "history", "train_loss", "train_accuracy", "test_loss", "test_accuracy",
              "eval_s", "peak_memory_bytes", "peak_host_memory_bytes", "confusion_matrix", "sample_predictions",
-             "projected", "measured_steps", "other_cpu_load", "memory_total_bytes", "max_batch_size")
+             "projected", "measured_steps", "other_cpu_load", "memory_total_bytes", "max_batch_size",
+             "flops_per_step", "bytes_per_step")
 
 
 def merge_repeat(entry: CaseResult, outcome: CaseResult, repeats_wanted: int) -> None:
@@ -238,6 +245,18 @@ def merge_repeat(entry: CaseResult, outcome: CaseResult, repeats_wanted: int) ->
     entry.warnings = sorted(set(entry.warnings) | set(outcome.warnings))
     summarize(entry)
     entry.status = "ok" if len(entry.repeats) >= repeats_wanted else "partial"
+
+
+def fill_roofline(case: CaseResult, peaks: dict | None) -> None:
+    """Achieved FLOP/s, MFU and the floor epoch time, from the case's work and the device's peaks."""
+    if not (peaks and case.ok and case.flops_per_step and case.steady_epoch_s):
+        return
+    steps = case.train_images / case.batch_size  # the last partial batch counts for its share
+    cost = flops.StepCost(case.flops_per_step, case.bytes_per_step)
+    case.achieved_flops_per_s = case.flops_per_step * steps / case.steady_epoch_s
+    case.mfu = flops.model_flops_utilization(case.achieved_flops_per_s, peaks["matmul_flops_per_s"])
+    case.floor_epoch_s = flops.epoch_floor_s(cost, steps, peaks["matmul_flops_per_s"],
+                                             peaks["bandwidth_bytes_per_s"])
 
 
 def summarize(case: CaseResult) -> None:
@@ -453,6 +472,9 @@ def _measure(case: CaseResult, data: Dataset, on_device: DeviceData, device: tor
     spec = _build(case.model, data, device)
     case.params = spec.params
     optimizer = spec.make_optimizer(spec.network.parameters())
+    cost = flops.training_step_cost(spec.network, data.image_shape, batch,
+                                    "sgd" if isinstance(optimizer, torch.optim.SGD) else "adam")
+    case.flops_per_step, case.bytes_per_step = cost.flops, cost.bytes
     if config.time_budget_s and _project_within_budget(case, spec, optimizer, on_device, config, timer,
                                                        progress, label, report):
         _finish(case, spec, device, before, utilization)

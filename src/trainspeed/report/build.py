@@ -72,7 +72,7 @@ def _settings(result: RunResult) -> list[str]:
 def _main_table(comparison: Comparison) -> Table:
     several_batches = len(comparison.batch_sizes()) > 1
     headers = ["model"] + (["batch"] if several_batches else []) + [
-        "device", "first epoch s", "steady s/epoch", "images/s",
+        "device", "first epoch s", "steady s/epoch", "images/s", "MFU (floor s)",
         f"speedup vs {'CPU' if comparison.baseline == 'cpu' else comparison.baseline}",
         "test accuracy", "peak memory"]
     headers.insert(headers.index("images/s"), "spread")
@@ -86,7 +86,7 @@ def _main_table(comparison: Comparison) -> Table:
             device = f"{column}\n{case.device_name}" if case.device_name else column
             if not case.ok:
                 flagged.add((len(rows), len(lead) + 1))
-                rows.append(lead + [device, f"{case.status}: {case.error or 'no reason recorded'}"] + [""] * 6)
+                rows.append(lead + [device, f"{case.status}: {case.error or 'no reason recorded'}"] + [""] * 7)
                 continue
             ratio = comparison.speedup(key, column)
             first = _seconds(case.first_epoch_s) + (" (warmed up)" if case.warmup_steps else "")
@@ -95,12 +95,20 @@ def _main_table(comparison: Comparison) -> Table:
             if case.noisy:
                 flagged.add((len(rows), len(lead) + 3))
             rows.append(lead + [device, first, steady, _spread(case),
-                                f"{case.images_per_s:,.0f}" if case.images_per_s else "-",
+                                f"{case.images_per_s:,.0f}" if case.images_per_s else "-", _mfu(case),
                                 f"{ratio:.1f}x" if ratio else "-", _accuracy(case), _bytes(case.peak_memory_bytes)])
     caption = "steady = median of the epochs after the first"
     if any(not case.accuracy_meaningful for cells in comparison.rows.values() for case in cells.values()):
         caption += "; * random data: accuracy means nothing"
-    return Table(headers, rows, caption, flagged, text_columns=len(headers) - 7)
+    caption += ("; MFU = achieved FLOP/s over the device's measured fp32 matmul peak; floor = the least time "
+                "an epoch can take (FLOPs / peak or bytes / bandwidth)")
+    return Table(headers, rows, caption, flagged, text_columns=len(headers) - 8)
+
+
+def _mfu(case: CaseResult) -> str:
+    if case.mfu is None:
+        return "-"
+    return f"{case.mfu:.0%}" + (f"\n({_seconds(case.floor_epoch_s)})" if case.floor_epoch_s else "")
 
 
 def _spread(case: CaseResult) -> str:

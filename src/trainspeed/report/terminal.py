@@ -75,7 +75,7 @@ def results_table(result: RunResult) -> Table:
     title += f", batch {', '.join(map(str, batch_sizes))}"
     table = Table(title=title, header_style="bold")
     for name, justify in (("model", "left"), ("device", "left"), ("first epoch s", "right"),
-                          ("steady s/epoch", "right"), ("images/s", "right"),
+                          ("steady s/epoch", "right"), ("images/s", "right"), ("MFU", "right"),
                           ("speedup vs CPU", "right"), ("test accuracy", "right")):
         table.add_column(name, justify=justify)
     names = {case.device: case.device_name for case in result.cases if case.device_name}
@@ -86,7 +86,7 @@ def results_table(result: RunResult) -> Table:
     for case in result.cases:
         device = case.device
         if not case.ok:
-            table.add_row(case.model, device, f"[red]{case.status}[/]", f"[red]{case.error or ''}[/]", "", "", "")
+            table.add_row(case.model, device, f"[red]{case.status}[/]", f"[red]{case.error or ''}[/]", "", "", "", "")
             continue
         first = _seconds(case.first_epoch_s)
         if case.warmup_steps:
@@ -94,6 +94,7 @@ def results_table(result: RunResult) -> Table:
         table.add_row(
             case.model, device, first, steady_text(case, markup=True),
             f"{case.images_per_s:,.0f}" if case.images_per_s else "-",
+            f"{case.mfu:.0%}" if case.mfu is not None else "-",
             f"{case.speedup_vs_cpu:.1f}x" if case.speedup_vs_cpu else "-",
             _accuracy(case),
         )

@@ -1,0 +1,51 @@
+import pytest
+import torch
+
+from trainspeed import devices
+from trainspeed.flops import StepCost, epoch_floor_s, model_flops_utilization, training_step_cost
+from trainspeed.models import create_model
+from trainspeed.results import CaseResult
+from trainspeed.runner import fill_roofline
+
+
+def test_ann_step_flops_by_hand():
+    spec = create_model("ann", (3, 32, 32), 10)
+    cost = training_step_cost(spec.network, (3, 32, 32), 32, "sgd")
+    # Per image: the first layer needs no input gradient (2 products), the others do (3 products).
+    per_image = 2 * (2 * 3072 * 3000 + 3 * 3000 * 1000 + 3 * 1000 * 10)
+    assert cost.flops == 32 * per_image == 1_757_568_000
+    # Parameters: read twice, gradient written once, then SGD reads weight and gradient and writes the weight.
+    parameter_bytes = 12_230_010 * 4 * (3 + 3)
+    activations = 32 * 3072 + 4 * 32 * (3000 + 1000 + 10)
+    assert cost.bytes == parameter_bytes + 4 * activations
+
+
+def test_cnn_step_flops_by_hand():
+    spec = create_model("cnn", (3, 32, 32), 10)
+    cost = training_step_cost(spec.network, (3, 32, 32), 1, "adam")
+    macs = [32 * 32 * 32 * 3 * 9, 16 * 16 * 64 * 32 * 9, 14 * 14 * 64 * 64 * 9, 3136 * 512, 512 * 10]
+    assert cost.flops == 2 * (2 * macs[0] + 3 * sum(macs[1:]))
+
+
+def test_floor_and_mfu():
+    cost = StepCost(flops=2e9, bytes=3e8)
+    # 1000 steps: 2e12 FLOPs at 1e11 FLOP/s = 20 s; 3e11 bytes at 1e10 B/s = 30 s: memory-bound.
+    assert epoch_floor_s(cost, 1000, 1e11, 1e10) == pytest.approx(30.0)
+    assert epoch_floor_s(cost, 1000, 1e10, 1e11) == pytest.approx(200.0)
+    assert model_flops_utilization(4e10, 1e11) == pytest.approx(0.4)
+
+
+def test_roofline_fields_of_a_case():
+    case = CaseResult("ann", "cpu", "cifar10", 32, train_images=50_000, steady_epoch_s=40.0,
+                      flops_per_step=1.6e9, bytes_per_step=3e8)
+    fill_roofline(case, {"matmul_flops_per_s": 1e11, "bandwidth_bytes_per_s": 1e10})
+    steps = 50_000 / 32
+    assert case.achieved_flops_per_s == pytest.approx(1.6e9 * steps / 40.0)  # 62.5 GFLOP/s
+    assert case.mfu == pytest.approx(0.625)
+    assert case.floor_epoch_s == pytest.approx(max(1.6e9 * steps / 1e11, 3e8 * steps / 1e10))
+
+
+def test_peaks_are_measured_on_the_cpu():
+    peaks = devices.measure_peaks(torch.device("cpu"), repeats=1)
+    assert peaks.matmul_flops_per_s > 1e9 and peaks.bandwidth_bytes_per_s > 1e8
+    assert peaks.matmul_size == 2048
