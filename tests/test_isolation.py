@@ -127,7 +127,7 @@ def cli(*args: str, cwd: Path, env: dict | None = None) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def wait_for_finished_case(path: Path, timeout_s: float = 120) -> None:
+def wait_for_finished_case(path: Path, timeout_s: float = 300) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
@@ -146,14 +146,14 @@ def test_ctrl_c_keeps_finished_cases_exits_130_and_resume_completes(tmp_path):
     wait_for_finished_case(tmp_path / "out" / "results.json")
     time.sleep(1.0)  # the cnn is training now
     process.send_signal(signal.SIGINT)
-    _, errors = process.communicate(timeout=60)
+    _, errors = process.communicate(timeout=180)
     assert process.returncode == 130, errors
     assert "Traceback" not in errors and "interrupted" in errors
     saved = check_file_and_report(tmp_path / "out")
     assert statuses(saved) == {"mlp:1": "ok", "cnn": "interrupted"}
 
     done = subprocess.run([sys.executable, "-m", "trainspeed", "run", "--resume", "out"], cwd=tmp_path,
-                          env={**os.environ, "PYTHONPATH": str(SRC)}, capture_output=True, text=True, timeout=300)
+                          env={**os.environ, "PYTHONPATH": str(SRC)}, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     assert "already measured" in done.stderr
     final = check_file_and_report(tmp_path / "out")
