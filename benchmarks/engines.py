@@ -1,0 +1,98 @@
+"""trainspeed vs a plain PyTorch loop vs the seeds' Keras code: steady CPU epoch times, one sitting.
+
+    python benchmarks/engines.py [--models ann,cnn] [--epochs 2] [--limit N] [--keras-python ~/tf/bin/python]
+
+The Keras column needs a Python with TensorFlow (see benchmarks/keras_seeds.py); without one it
+is skipped. Every engine trains the same recipe on the same random CIFAR-10-shaped data at batch
+32; the steady epoch is the median of the epochs after the first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import time
+from pathlib import Path
+
+import torch
+from rich.console import Console
+from rich.table import Table
+from torch import nn
+
+import trainspeed
+from trainspeed.data import DataOptions, load_dataset
+
+HERE = Path(__file__).resolve().parent
+
+
+def steady(epoch_s: list[float]) -> float:
+    return statistics.median(epoch_s[1:] or epoch_s)
+
+
+def plain_pytorch(model: str, epochs: int, limit: int) -> list[float]:
+    """The loop a user would write: default init, stock optimizers, a float copy of the data."""
+    data = load_dataset("synthetic", DataOptions(synthetic_train=limit, synthetic_test=10))
+    images = torch.from_numpy(data.train_images).float() / 255
+    labels = torch.from_numpy(data.train_labels)
+    if model == "ann":
+        network = nn.Sequential(nn.Flatten(), nn.Linear(3072, 3000), nn.ReLU(), nn.Linear(3000, 1000), nn.ReLU(),
+                                nn.Linear(1000, 10))
+        optimizer = torch.optim.SGD(network.parameters(), lr=0.01)
+    else:
+        network = nn.Sequential(
+            nn.Conv2d(3, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Dropout(0.25),
+            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.Conv2d(64, 64, 3), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Dropout(0.25), nn.Flatten(), nn.Linear(3136, 512), nn.ReLU(), nn.Dropout(0.2),
+            nn.Linear(512, 10))
+        optimizer = torch.optim.Adam(network.parameters(), lr=1e-3)
+    loss_fn = nn.CrossEntropyLoss()
+    times = []
+    for _ in range(epochs):
+        start = time.perf_counter()
+        order = torch.randperm(len(images))
+        for index in order.split(32):
+            optimizer.zero_grad()
+            loss = loss_fn(network(images[index]), labels[index])
+            loss.backward()
+            optimizer.step()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def keras(python: str | None, model: str, epochs: int, limit: int) -> list[float] | None:
+    if not python:
+        return None
+    done = subprocess.run([python, str(HERE / "keras_seeds.py"), "--model", model, "--epochs", str(epochs),
+                           "--limit", str(limit)], capture_output=True, text=True)
+    if done.returncode != 0:
+        print(f"Keras run failed: {done.stderr.strip().splitlines()[-1:]}")
+        return None
+    return json.loads(done.stdout.strip().splitlines()[-1])["epoch_s"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="ann,cnn")
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--limit", type=int, default=50_000)
+    parser.add_argument("--keras-python", default=None, help="a Python that has TensorFlow")
+    args = parser.parse_args()
+    threads = torch.get_num_threads()
+    table = Table(title=f"steady CPU s/epoch, batch 32, {args.limit:,} images, {threads} threads")
+    for column in ("model", "trainspeed", "plain PyTorch", "Keras (seed code)", "trainspeed speedup vs Keras"):
+        table.add_column(column, justify="right")
+    for model in args.models.split(","):
+        ours = trainspeed.run(models=[model], devices=["cpu"], dataset="synthetic", limit=args.limit,
+                              epochs=args.epochs, out=None).cases[0].steady_epoch_s
+        plain = steady(plain_pytorch(model, args.epochs, args.limit))
+        theirs = keras(args.keras_python, model, args.epochs, args.limit)
+        keras_s = steady(theirs) if theirs else None
+        table.add_row(model, f"{ours:.2f}", f"{plain:.2f}", f"{keras_s:.2f}" if keras_s else "skipped",
+                      f"{keras_s / ours:.2f}x" if keras_s else "-")
+    Console().print(table)
+
+
+if __name__ == "__main__":
+    main()
