@@ -13,6 +13,7 @@ import argparse
 import json
 import statistics
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -61,6 +62,13 @@ def plain_pytorch(model: str, epochs: int, limit: int) -> list[float]:
     return times
 
 
+def plain_pytorch_in_child(model: str, epochs: int, limit: int) -> list[float]:
+    """In a fresh process, so that trainspeed's process settings never help the plain loop."""
+    done = subprocess.run([sys.executable, __file__, "--plain", model, "--epochs", str(epochs), "--limit", str(limit)],
+                          capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def keras(python: str | None, model: str, epochs: int, limit: int) -> list[float] | None:
     if not python:
         return None
@@ -78,7 +86,11 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--limit", type=int, default=50_000)
     parser.add_argument("--keras-python", default=None, help="a Python that has TensorFlow")
+    parser.add_argument("--plain", default=None, help=argparse.SUPPRESS)  # the child's job
     args = parser.parse_args()
+    if args.plain:
+        print(json.dumps(plain_pytorch(args.plain, args.epochs, args.limit)))
+        return
     threads = torch.get_num_threads()
     table = Table(title=f"steady CPU s/epoch, batch 32, {args.limit:,} images, {threads} threads")
     for column in ("model", "trainspeed", "plain PyTorch", "Keras (seed code)", "trainspeed speedup vs Keras"):
@@ -86,7 +98,7 @@ def main() -> None:
     for model in args.models.split(","):
         ours = trainspeed.run(models=[model], devices=["cpu"], dataset="synthetic", limit=args.limit,
                               epochs=args.epochs, out=None).cases[0].steady_epoch_s
-        plain = steady(plain_pytorch(model, args.epochs, args.limit))
+        plain = steady(plain_pytorch_in_child(model, args.epochs, args.limit))
         theirs = keras(args.keras_python, model, args.epochs, args.limit)
         keras_s = steady(theirs) if theirs else None
         table.add_row(model, f"{ours:.2f}", f"{plain:.2f}", f"{keras_s:.2f}" if keras_s else "skipped",
