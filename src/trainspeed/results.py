@@ -171,7 +171,7 @@ class RunResult:
                 f"({SCHEMA_VERSION}); upgrade trainspeed"
             )
         try:
-            cases = [_case_from_dict(case) for case in data["cases"]]
+            cases = [case_from_dict(case) for case in data["cases"]]
             dataset = DatasetInfo(**data["dataset"]) if data.get("dataset") else None
             known = {f.name for f in fields(cls)} - {"cases", "dataset"}
             return cls(**{k: v for k, v in data.items() if k in known}, dataset=dataset, cases=cases)
@@ -211,13 +211,10 @@ def fill_speedups(cases: list[CaseResult]) -> None:
         case.speedup_vs_cpu = speedup(baseline, case.steady_epoch_s) if baseline and case.ok else None
 
 
-def _case_from_dict(data: dict[str, Any]) -> CaseResult:
+def case_from_dict(data: dict[str, Any]) -> CaseResult:
+    """A case from its JSON form (a results file, or a worker process's message)."""
     known = {f.name for f in fields(CaseResult)} - {"history", "repeats"}
     history = [EpochRecord(**record) for record in data.get("history", [])]
     repeats = [RepeatRecord(**record) for record in data.get("repeats", [])]
     return CaseResult(**{k: v for k, v in data.items() if k in known}, history=history, repeats=repeats)
 
-
-def case_from_dict(data: dict[str, Any]) -> CaseResult:
-    """A case sent as JSON (by a worker process) back into a dataclass."""
-    return _case_from_dict(data)

@@ -9,6 +9,7 @@ from ..results import CaseResult, RunResult
 from . import charts
 from .comparison import CaseKey, Comparison, crossovers, headlines, pivots
 from .document import Block, Bullets, Heading, Image, Paragraph, Table, to_html, to_markdown
+from .units import seconds_cell
 
 REPORT_MD = "report.md"
 REPORT_HTML = "report.html"
@@ -16,12 +17,6 @@ REPORT_HTML = "report.html"
 
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower()
-
-
-def _seconds(value: float | None) -> str:
-    if value is None:
-        return "-"
-    return f"{value:.2f}" if value < 100 else f"{value:.0f}"
 
 
 def _bytes(value: int | None) -> str:
@@ -89,8 +84,8 @@ def _main_table(comparison: Comparison) -> Table:
                 rows.append(lead + [device, f"{case.status}: {case.error or 'no reason recorded'}"] + [""] * 7)
                 continue
             ratio = comparison.speedup(key, column)
-            first = _seconds(case.first_epoch_s) + (" (warmed up)" if case.warmup_steps else "")
-            steady = _seconds(case.steady_epoch_s) + (
+            first = seconds_cell(case.first_epoch_s) + (" (warmed up)" if case.warmup_steps else "")
+            steady = seconds_cell(case.steady_epoch_s) + (
                 f"\nprojected from {case.measured_steps} steps" if case.projected else "")
             if case.noisy:
                 flagged.add((len(rows), len(lead) + 3))
@@ -108,15 +103,15 @@ def _main_table(comparison: Comparison) -> Table:
 def _mfu(case: CaseResult) -> str:
     if case.mfu is None:
         return "-"
-    return f"{case.mfu:.0%}" + (f"\n({_seconds(case.floor_epoch_s)})" if case.floor_epoch_s else "")
+    return f"{case.mfu:.0%}" + (f"\n({seconds_cell(case.floor_epoch_s)})" if case.floor_epoch_s else "")
 
 
 def _spread(case: CaseResult) -> str:
     if case.steady_cv is None:
         return "-"
-    text = (f"{_seconds(case.steady_min_s)}-{_seconds(case.steady_max_s)}\nCV {case.steady_cv:.1%} "
+    text = (f"{seconds_cell(case.steady_min_s)}-{seconds_cell(case.steady_max_s)}\nCV {case.steady_cv:.1%} "
             f"over {len(case.repeats)} repeats" if case.spread_of == "repeats" else
-            f"{_seconds(case.steady_min_s)}-{_seconds(case.steady_max_s)}\nCV {case.steady_cv:.1%} over epochs")
+            f"{seconds_cell(case.steady_min_s)}-{seconds_cell(case.steady_max_s)}\nCV {case.steady_cv:.1%} over epochs")
     return text + ("\nnoisy" if case.noisy else "")
 
 
@@ -137,7 +132,7 @@ def _repeats_table(comparison: Comparison) -> Table | None:
     if not cases:
         return None
     rows = [[case.model, case.device, str(case.batch_size),
-             ", ".join(_seconds(r.steady_epoch_s) for r in case.repeats), _seconds(case.steady_epoch_s),
+             ", ".join(seconds_cell(r.steady_epoch_s) for r in case.repeats), seconds_cell(case.steady_epoch_s),
              f"{case.steady_cv:.1%}" if case.steady_cv is not None else "-", "noisy" if case.noisy else "ok"]
             for case in cases]
     return Table(["model", "device", "batch", "steady s/epoch of each repeat", "median", "CV", "spread"], rows,
@@ -157,7 +152,7 @@ def _comparison_table(comparison: Comparison) -> Table:
                 row.append(case.status)
             else:
                 ratio = comparison.speedup(key, column)
-                row.append(f"{_seconds(case.steady_epoch_s)} s" + (f"\n{ratio:.1f}x" if ratio else ""))
+                row.append(f"{seconds_cell(case.steady_epoch_s)} s" + (f"\n{ratio:.1f}x" if ratio else ""))
         rows.append(row)
     return Table(headers, rows, f"steady seconds per epoch, and speedup over {comparison.baseline}", text_columns=4)
 

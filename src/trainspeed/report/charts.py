@@ -9,6 +9,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from .comparison import CaseKey, Comparison, Crossover
+from .units import seconds_phrase
 
 # Okabe-Ito: distinguishable with the common colour-vision deficiencies.
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
@@ -34,10 +35,6 @@ def _row_label(key: CaseKey, comparison: Comparison) -> str:
 def _legend_name(comparison: Comparison, column: str) -> str:
     name = comparison.device_names.get(column)
     return f"{column} ({name})" if name else column
-
-
-def _seconds_label(value: float) -> str:
-    return f"{value:.2f} s" if value < 10 else f"{value:.1f} s"
 
 
 def _grouped_bars(axes, groups: list[str], series: dict[str, list[float | None]], value_format) -> None:
@@ -66,7 +63,7 @@ def epoch_time_chart(comparison: Comparison, path: Path) -> Path:
     }
     figure = _figure(max(6.0, 1.3 * len(keys) * max(1, len(series)) / 2 + 3), 4.2)
     axes = figure.add_subplot()
-    _grouped_bars(axes, [_row_label(k, comparison) for k in keys], series, _seconds_label)
+    _grouped_bars(axes, [_row_label(k, comparison) for k in keys], series, seconds_phrase)
     axes.set_ylabel("seconds per epoch (steady; lower is better)")
     axes.set_title("Training time per epoch")
     axes.legend(title="device", frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))

@@ -12,6 +12,7 @@ from pathlib import Path
 from ..errors import ConfigError
 from ..results import CaseResult, RunResult
 from ..stats import speedup
+from .units import seconds_phrase
 
 
 @dataclass(frozen=True, order=True)
@@ -144,10 +145,6 @@ def _capital(sentence: str) -> str:
     return "T" + sentence[1:] if sentence.startswith("the ") else sentence
 
 
-def _seconds(value: float) -> str:
-    return f"{value:.2f} s" if value < 10 else f"{value:.1f} s"
-
-
 def _who(comparison: Comparison, column: str) -> str:
     name = comparison.device_names.get(column, "")
     if comparison.is_cpu(column) and comparison.single_machine:
@@ -178,13 +175,13 @@ def headlines(comparison: Comparison) -> list[str]:
                 no_gpu = f"No GPU was measured on this machine{_reason(comparison)}."
                 if len(comparison.columns) == 1 and no_gpu not in sentences:
                     sentences.insert(0, no_gpu)
-                sentences.append(f"The CPU trains the {key.model}{at_batch} in {_seconds(base.steady_epoch_s)} "
+                sentences.append(f"The CPU trains the {key.model}{at_batch} in {seconds_phrase(base.steady_epoch_s)} "
                                  f"per epoch ({base.images_per_s:,.0f} images/s).")
             continue
         for column in others:
             ratio = comparison.speedup(key, column)
             other = cells[column]
-            versus = f"({_seconds(other.steady_epoch_s)} vs {_seconds(base.steady_epoch_s)} per epoch)"
+            versus = f"({seconds_phrase(other.steady_epoch_s)} vs {seconds_phrase(base.steady_epoch_s)} per epoch)"
             base_name = _who(comparison, comparison.baseline)
             if ratio >= 1:
                 verdict = f"{ratio:.1f}x faster than {base_name}"

@@ -6,16 +6,11 @@ from rich.table import Table
 
 from ..devices import DeviceReport
 from ..results import CaseResult, RunResult
+from .units import seconds_cell
 
 
 def _gib(value: int | None) -> str:
     return f"{value / 2**30:.1f} GiB" if value else "-"
-
-
-def _seconds(value: float | None) -> str:
-    if value is None:
-        return "-"
-    return f"{value:.2f}" if value < 100 else f"{value:.0f}"
 
 
 def devices_table(report: DeviceReport) -> Table:
@@ -56,7 +51,7 @@ def _accuracy(case: CaseResult) -> str:
 
 def steady_text(case: CaseResult, markup: bool = False) -> str:
     """The steady time with what qualifies it: its spread, noise, or that it is projected."""
-    text = _seconds(case.steady_epoch_s)
+    text = seconds_cell(case.steady_epoch_s)
     if case.projected:
         text += f" (projected from {case.measured_steps} steps)"
     if case.steady_cv is not None:
@@ -88,7 +83,7 @@ def results_table(result: RunResult) -> Table:
         if not case.ok:
             table.add_row(case.model, device, f"[red]{case.status}[/]", f"[red]{case.error or ''}[/]", "", "", "", "")
             continue
-        first = _seconds(case.first_epoch_s)
+        first = seconds_cell(case.first_epoch_s)
         if case.warmup_steps:
             first += " [dim](warmed up)[/]"
         table.add_row(
