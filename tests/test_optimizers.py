@@ -54,7 +54,7 @@ def test_keras_adam_tracks_the_keras_rule_over_many_float32_steps():
     for t in range(1, 301):
         # Gradients near epsilon, where Keras's placement of it changes every step.
         gradients = torch.randn(2, 500) * 1e-7
-        for weight, gradient in zip(weights, gradients):
+        for weight, gradient in zip(weights, gradients, strict=True):
             weight.grad = gradient.clone()
         stock.grad = gradients.clone()
         optimizer.step(), stock_adam.step()
