@@ -1,10 +1,13 @@
 """trainspeed vs a plain PyTorch loop vs the seeds' Keras code: steady CPU epoch times, one sitting.
 
-    python benchmarks/engines.py [--models ann,cnn] [--epochs 2] [--limit N] [--keras-python ~/tf/bin/python]
+    python benchmarks/engines.py [--models ann,cnn] [--epochs 2] [--limit N] [--sittings 3]
+                                 [--keras-python ~/tf/bin/python]
 
 The Keras column needs a Python with TensorFlow (see benchmarks/keras_seeds.py); without one it
 is skipped. Every engine trains the same recipe on the same random CIFAR-10-shaped data at batch
-32; the steady epoch is the median of the epochs after the first.
+32; the steady epoch is the median of the epochs after the first. With several sittings the
+engines take turns (ours, plain, Keras, then again), each sitting's ratio is printed, and the
+summary row is the median: on a shared machine one sitting is not enough.
 """
 
 from __future__ import annotations
@@ -85,6 +88,7 @@ def main() -> None:
     parser.add_argument("--models", default="ann,cnn")
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--limit", type=int, default=50_000)
+    parser.add_argument("--sittings", type=int, default=1, help="run every engine this many times, in turns")
     parser.add_argument("--keras-python", default=None, help="a Python that has TensorFlow")
     parser.add_argument("--plain", default=None, help=argparse.SUPPRESS)  # the child's job
     args = parser.parse_args()
@@ -92,18 +96,32 @@ def main() -> None:
         print(json.dumps(plain_pytorch(args.plain, args.epochs, args.limit)))
         return
     threads = torch.get_num_threads()
-    table = Table(title=f"steady CPU s/epoch, batch 32, {args.limit:,} images, {threads} threads")
-    for column in ("model", "trainspeed", "plain PyTorch", "Keras (seed code)", "trainspeed speedup vs Keras"):
+    title = f"steady CPU s/epoch, batch 32, {args.limit:,} images, {threads} threads"
+    table = Table(title=title + (f", {args.sittings} sittings" if args.sittings > 1 else ""))
+    for column in ("model", "sitting", "trainspeed", "plain PyTorch", "Keras (seed code)", "trainspeed vs Keras",
+                   "trainspeed vs plain"):
         table.add_column(column, justify="right")
     for model in args.models.split(","):
-        ours = trainspeed.run(models=[model], devices=["cpu"], dataset="synthetic", limit=args.limit,
-                              epochs=args.epochs, out=None).cases[0].steady_epoch_s
-        plain = steady(plain_pytorch_in_child(model, args.epochs, args.limit))
-        theirs = keras(args.keras_python, model, args.epochs, args.limit)
-        keras_s = steady(theirs) if theirs else None
-        table.add_row(model, f"{ours:.2f}", f"{plain:.2f}", f"{keras_s:.2f}" if keras_s else "skipped",
-                      f"{keras_s / ours:.2f}x" if keras_s else "-")
-    Console().print(table)
+        rows = []
+        for sitting in range(1, args.sittings + 1):
+            ours = trainspeed.run(models=[model], devices=["cpu"], dataset="synthetic", limit=args.limit,
+                                  epochs=args.epochs, out=None).cases[0].steady_epoch_s
+            plain = steady(plain_pytorch_in_child(model, args.epochs, args.limit))
+            theirs = keras(args.keras_python, model, args.epochs, args.limit)
+            rows.append((ours, plain, steady(theirs) if theirs else None))
+            print(f"{model} sitting {sitting}: trainspeed {ours:.2f} s, plain {plain:.2f} s, Keras "
+                  f"{rows[-1][2] or float('nan'):.2f} s", flush=True)
+        for label, (ours, plain, keras_s) in [*((str(i), row) for i, row in enumerate(rows, 1)),
+                                              *([("median", _median_row(rows))] if len(rows) > 1 else [])]:
+            table.add_row(model, label, f"{ours:.2f}", f"{plain:.2f}", f"{keras_s:.2f}" if keras_s else "skipped",
+                          f"{keras_s / ours:.2f}x" if keras_s else "-", f"{plain / ours:.2f}x")
+    Console(width=120).print(table)
+
+
+def _median_row(rows: list[tuple[float, float, float | None]]) -> tuple[float, float, float | None]:
+    keras_times = [row[2] for row in rows if row[2]]
+    return (statistics.median(row[0] for row in rows), statistics.median(row[1] for row in rows),
+            statistics.median(keras_times) if keras_times else None)
 
 
 if __name__ == "__main__":
