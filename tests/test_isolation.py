@@ -264,3 +264,20 @@ def test_resume_keeps_an_interrupted_cases_finished_repeats_and_redoes_failures(
     assert kept is interrupted and kept.status == "partial" and len(kept.repeats) == 1 and kept.error is None
     redone = runner._entry_for(result, runner.CaseSpec("ann", "cpu", 32, "fp32"), data, 2)
     assert redone is not failed and redone.status == "partial" and redone.repeats == [] and result.cases[1] is redone
+
+
+def test_start_up_is_measured_part_by_part(tmp_path):
+    isolated = trainspeed.run(models=["mlp:1"], out=str(tmp_path), **QUICK).cases[0].startup
+    # A fresh process pays Python and the torch import: far more than the rest here.
+    assert 0.2 < isolated.process_s < 120 and isolated.process_s > isolated.build_s
+    assert isolated.data_s > 0 and isolated.build_s > 0 and isolated.first_step_s > 0
+    assert isolated.steady_step_s > 0 and isolated.first_step_extra_s >= 0
+    assert isolated.total_s == pytest.approx(isolated.process_s + isolated.data_s + isolated.build_s
+                                             + isolated.first_step_extra_s)
+    saved = RunResult.read(tmp_path / "results.json").cases[0].startup
+    assert saved == isolated
+    markdown = write_report(compare([(None, RunResult.read(tmp_path / "results.json"))]),
+                            tmp_path / "report")[0].read_text()
+    assert "### Start-up cost" in markdown and "| Python + imports |" in markdown
+    in_process = trainspeed.run(models=["mlp:1"], out=None, isolate=False, **QUICK).cases[0].startup
+    assert in_process.process_s is None and in_process.data_s > 0 and in_process.first_step_s > 0

@@ -224,3 +224,30 @@ def test_prediction_grid_marks_wrong_guesses(tmp_path):
     pixels = imread(path)[..., :3]
     red = (pixels[..., 0] > 0.7) & (pixels[..., 1] < 0.1) & (pixels[..., 2] < 0.1)
     assert red.sum() > 200  # the one wrong guess is framed in red
+
+
+def precision_run(bf16_accuracy: float):
+    return fx.run_result([fx.case("cnn", "cpu", 40.0, accuracy=0.700),
+                          fx.case("cnn", "cpu", 16.0, accuracy=bf16_accuracy, precision="bf16")])
+
+
+def test_a_lower_precision_is_judged_on_speed_and_accuracy_against_fp32():
+    from trainspeed.report.comparison import precision_effects
+
+    (within,) = precision_effects(single(precision_run(0.695)))
+    assert within.speedup == 2.5 and within.accuracy_points == pytest.approx(-0.5)
+    assert not within.costs_accuracy
+    assert within.sentence == ("The CPU trains the cnn 2.5x faster in bf16 than in fp32 (16.0 s vs 40.0 s per epoch); "
+                               "its test accuracy stays within 1 point of fp32's (69.5% vs 70.0%).")
+    (beyond,) = precision_effects(single(precision_run(0.672)))
+    assert beyond.costs_accuracy and "moves -2.8 points from fp32's (67.2% vs 70.0%)" in beyond.sentence
+    # Headlines name the precision once more than one was measured.
+    assert "The CPU trains the cnn in bf16 in 16.0 s per epoch" in " ".join(headlines(single(precision_run(0.7))))
+
+
+def test_report_shows_precision_column_and_flags_lost_accuracy(tmp_path):
+    write_report(single(precision_run(0.672)), tmp_path)
+    markdown = (tmp_path / "report.md").read_text()
+    assert "| model | precision | device |" in markdown and "| cnn | bf16 | cpu<br>" in markdown
+    page = (tmp_path / "report.html").read_text()
+    assert re.search(r'class="warning">The CPU trains the cnn 2.5x faster in bf16[^<]*more than the 1 point', page)

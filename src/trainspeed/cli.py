@@ -55,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--epochs", type=int, default=3, help="epochs per case (default: 3)")
     run.add_argument("--batch-size", dest="batch_sizes", type=_sizes, default=[32],
                      help="batch size, or several to compare: 32,256,2048 (default: 32, as Keras)")
+    run.add_argument("--precision", dest="precisions", type=_names, default=["fp32"],
+                     help="fp32 (faithful, default), tf32 (GPU tensor cores) or bf16 (autocast); several to compare")
     run.add_argument("--limit", type=int, default=None, help="train on the first N training images only")
     run.add_argument("--seed", type=int, default=0, help="seed for data order, weights and dropout (default: 0)")
     run.add_argument("--cpu-threads", type=int, default=None, help="threads for the CPU (default: all cores)")
@@ -102,6 +104,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     config = RunConfig(
         models=args.models or list(DEFAULT_MODELS), devices=args.devices, dataset=args.dataset,
         data_dir=args.data_dir, download=args.download, epochs=args.epochs, batch_sizes=args.batch_sizes,
+        precisions=args.precisions,
         limit=args.limit, seed=args.seed, cpu_threads=args.cpu_threads, repeats=args.repeats,
         time_budget_s=args.time_budget_s, find_max_batch=args.find_max_batch, isolate=args.isolate,
         synthetic_shape=args.synthetic_shape, out=args.out,
@@ -139,10 +142,12 @@ def _build_report(labelled, out: Path, baseline: str | None):
 
 
 def _print_report(comparison, written: list[Path], console: Console) -> None:
-    from .report.comparison import headlines
+    from .report.comparison import headlines, precision_effects
 
     for sentence in headlines(comparison):
         console.print(f"[bold]{sentence}[/]")
+    for effect in precision_effects(comparison):
+        console.print(f"[yellow]{effect.sentence}[/]" if effect.costs_accuracy else f"[bold]{effect.sentence}[/]")
     console.print(f"report: {written[1]} and {len(written) - 1} more files in {written[1].parent}")
 
 

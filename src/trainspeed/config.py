@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 
 from .errors import ConfigError
+from .precision import check_names
 
 DEFAULT_MODELS = ("ann", "cnn")
 
@@ -21,7 +22,8 @@ class RunConfig:
     limit: int | None = None
     seed: int = 0
     cpu_threads: int | None = None  # None: all usable cores
-    precision: str = "fp32"
+    # fp32 (faithful), tf32 or bf16; several make precision an axis of the run like batch size.
+    precisions: list[str] = field(default_factory=lambda: ["fp32"])
     out: str | None = "trainspeed-results"
     # (height, width, channels), as Keras writes image shapes; only for the synthetic set.
     synthetic_shape: tuple[int, int, int] = (32, 32, 3)
@@ -40,6 +42,8 @@ class RunConfig:
         """A config read back from a results file (for --resume)."""
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
+        if "precision" in data and "precisions" not in data:  # results written before precision was an axis
+            values["precisions"] = [data["precision"]]
         if "synthetic_shape" in values:
             values["synthetic_shape"] = tuple(values["synthetic_shape"])
         return cls(**values)
@@ -55,7 +59,8 @@ class RunConfig:
         for name, value, least in checks:
             if value is not None and value < least:
                 raise ConfigError(f"{name} must be at least {least}, got {value}")
-        if self.precision != "fp32":
-            raise ConfigError(f"unsupported precision {self.precision!r}; this version measures fp32 only")
+        if not self.precisions:
+            raise ConfigError("no precision given, e.g. --precision fp32 or --precision fp32,bf16")
+        check_names(self.precisions)
         if len(self.synthetic_shape) != 3 or min(self.synthetic_shape) < 1:
             raise ConfigError(f"synthetic shape must be three positive sizes HxWxC, got {self.synthetic_shape}")

@@ -347,20 +347,15 @@ def keep_freed_host_memory() -> bool:
     return bool(libc.mallopt(_M_MMAP_THRESHOLD, 1 << 30)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, 1 << 30))
 
 
-def configure_precision(precision: str) -> None:
+def configure_process() -> None:
     """Set up this process before any tensor work, the same way in the parent and every case.
 
-    fp32 means true fp32: TF32 tensor-core math would change results and speed unannounced.
     Denormal floats are flushed to zero on the CPU, as TensorFlow's CPU thread pools do: without
     it the cnn's steps slow down by a quarter once its values grow tiny, which the Keras
     originals never pay. Threads inherit the mode, so this must run before the first CPU work.
     """
     keep_freed_host_memory()
     torch.set_flush_denormal(True)
-    if precision == "fp32":
-        torch.backends.cuda.matmul.allow_tf32 = False
-        torch.backends.cudnn.allow_tf32 = False
-        torch.set_float32_matmul_precision("highest")
 
 
 def total_memory_bytes(device: torch.device) -> int | None:
@@ -390,16 +385,19 @@ class Peaks:
     bandwidth_bytes_per_s: float
     matmul_size: int
     copy_bytes: int
+    precision: str = "fp32"  # of the matmul
 
 
-def measure_peaks(device: torch.device, repeats: int = 3) -> Peaks:
-    """The best of a few large fp32 matmuls and large copies on the device, timed with sync."""
+def measure_peaks(device: torch.device, precision: str = "fp32", repeats: int = 3) -> Peaks:
+    """The best of a few large matmuls (in `precision`, as set up by precision.apply) and large
+    copies on the device, timed with sync."""
+    from .precision import matmul_dtype
     from .timing import Timer  # devices sits below timing in the import order
 
     timer = Timer(synchronize=lambda: synchronize(device))
     size = 2048 if device.type == "cpu" else 8192
-    a = torch.randn(size, size, device=device)
-    b = torch.randn(size, size, device=device)
+    a = torch.randn(size, size, device=device, dtype=matmul_dtype(precision))
+    b = torch.randn(size, size, device=device, dtype=matmul_dtype(precision))
     torch.mm(a, b)  # warm-up: kernel selection, thread start
     for _ in range(repeats):
         with timer.measure("matmul"):
@@ -417,5 +415,5 @@ def measure_peaks(device: torch.device, repeats: int = 3) -> Peaks:
     return Peaks(
         matmul_flops_per_s=2 * size**3 / min(timer.records["matmul"]),
         bandwidth_bytes_per_s=2 * copy_bytes / min(timer.records["copy"]),  # read and write
-        matmul_size=size, copy_bytes=copy_bytes,
+        matmul_size=size, copy_bytes=copy_bytes, precision=precision,
     )

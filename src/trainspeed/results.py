@@ -25,6 +25,32 @@ class EpochRecord:
 
 
 @dataclass
+class StartupCost:
+    """What a case paid once before training at full speed: what a one-epoch notebook timing includes.
+
+    Every part is None where it was not paid separately (in-process runs share the imports).
+    """
+
+    process_s: float | None = None  # from launching Python to torch and trainspeed imported
+    data_s: float | None = None  # reading the data set and copying it to the device
+    build_s: float | None = None  # building the model and its optimizer on the device
+    first_step_s: float | None = None  # lazy initialization, kernel selection, first allocations
+    steady_step_s: float | None = None  # one step once warm, for scale
+
+    @property
+    def first_step_extra_s(self) -> float | None:
+        if self.first_step_s is None or self.steady_step_s is None:
+            return None
+        return max(0.0, self.first_step_s - self.steady_step_s)
+
+    @property
+    def total_s(self) -> float:
+        """Everything paid before steady training: the parts, plus the first step beyond a steady one."""
+        parts = (self.process_s, self.data_s, self.build_s, self.first_step_extra_s)
+        return sum(part for part in parts if part is not None)
+
+
+@dataclass
 class RepeatRecord:
     """One repeat of a case: a fresh model trained (or, under a time budget, stepped) from the seed."""
 
@@ -89,6 +115,7 @@ class CaseResult:
     achieved_flops_per_s: float | None = None
     mfu: float | None = None  # achieved / the device's measured fp32 matmul peak
     floor_epoch_s: float | None = None  # max(FLOPs / peak, bytes / bandwidth) for an epoch
+    startup: StartupCost | None = None  # of the first repeat
 
     @property
     def ok(self) -> bool:
@@ -213,8 +240,10 @@ def fill_speedups(cases: list[CaseResult]) -> None:
 
 def case_from_dict(data: dict[str, Any]) -> CaseResult:
     """A case from its JSON form (a results file, or a worker process's message)."""
-    known = {f.name for f in fields(CaseResult)} - {"history", "repeats"}
+    known = {f.name for f in fields(CaseResult)} - {"history", "repeats", "startup"}
     history = [EpochRecord(**record) for record in data.get("history", [])]
     repeats = [RepeatRecord(**record) for record in data.get("repeats", [])]
-    return CaseResult(**{k: v for k, v in data.items() if k in known}, history=history, repeats=repeats)
+    startup = StartupCost(**data["startup"]) if data.get("startup") else None
+    return CaseResult(**{k: v for k, v in data.items() if k in known}, history=history, repeats=repeats,
+                      startup=startup)
 

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import asdict, dataclass, fields, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,7 +19,7 @@ import numpy as np
 import torch
 from rich.console import Console
 
-from . import __version__, devices, environment, faults, flops, validity
+from . import __version__, devices, environment, faults, flops, precision, validity
 from .config import RunConfig
 from .data import DataOptions, Dataset, load_dataset
 from .errors import ConfigError, ResultsError
@@ -31,6 +32,7 @@ from .results import (
     EpochRecord,
     RepeatRecord,
     RunResult,
+    StartupCost,
     case_from_dict,
     fill_speedups,
 )
@@ -70,8 +72,14 @@ def make_config(config: RunConfig | None = None, **overrides) -> RunConfig:
 
 
 def plan_cases(config: RunConfig, targets: list[torch.device]) -> list[CaseSpec]:
-    return [CaseSpec(model, devices.display_name(device), batch, config.precision)
-            for device in targets for model, batch in itertools.product(config.models, config.batch_sizes)]
+    return [CaseSpec(model, devices.display_name(device), batch, mode)
+            for device in targets
+            for model, batch, mode in itertools.product(config.models, config.batch_sizes, config.precisions)]
+
+
+def peaks_key(device: str, mode: str) -> str:
+    """Where a device's measured peaks sit in environment["peaks"]: fp32 under the device's name."""
+    return device if mode == "fp32" else f"{device} {mode}"
 
 
 def load_data(config: RunConfig) -> Dataset:
@@ -134,10 +142,12 @@ def run(
     isolate = config.isolate and not keep_models
     for name in config.models:
         check_model_name(name)
-    devices.configure_precision(config.precision)
+    devices.configure_process()
     targets = devices.resolve(config.devices)
     threads = devices.set_cpu_threads(config.cpu_threads)
-    data = load_data(config)
+    loading = Timer()
+    with loading.measure("data"):
+        data = load_data(config)
     if resume is not None:
         result = resume
         path = Path(config.out) / RESULTS_FILE if config.out else None
@@ -150,10 +160,12 @@ def run(
             notes=list(data.notes),
         )
     peaks = result.environment.setdefault("peaks", {})
-    for device in targets:  # measured once per device and run; a resumed run keeps its own
-        name = devices.display_name(device)
-        if name not in peaks:
-            peaks[name] = asdict(devices.measure_peaks(device))
+    for device, mode in itertools.product(targets, config.precisions):
+        # Measured once per device and precision; a resumed run keeps its own.
+        key = peaks_key(devices.display_name(device), mode)
+        if key not in peaks and precision.unsupported_reason(mode, device) is None:
+            precision.apply(mode)
+            peaks[key] = asdict(devices.measure_peaks(device, mode))
     # Opened only now: a download above shows its own bar, and Rich before 14 allows one live display.
     progress = EpochProgress(console).__enter__()
     for note in data.notes:  # said once, here, and kept in the results
@@ -163,7 +175,13 @@ def run(
         for spec in plan_cases(config, targets):
             entry = _entry_for(result, spec, data, threads)
             if entry.status == "ok":
-                progress.message(f"{spec.model} on {spec.device}, batch {spec.batch_size}: already measured")
+                progress.message(f"{case_label(spec)}: already measured")
+                continue
+            unsupported = precision.unsupported_reason(spec.precision, torch.device(spec.device))
+            if unsupported:
+                entry.status, entry.error = "failed", unsupported
+                progress.message(f"[yellow]{case_label(spec)}: not measured:[/] {unsupported}")
+                _write(result, path)
                 continue
             while entry.status not in ("ok", "failed"):
                 repeat = len(entry.repeats) + 1
@@ -172,18 +190,22 @@ def run(
                         outcome = run_in_child(config, spec, repeat, data, progress)
                     else:
                         if spec.device not in on_device:
-                            on_device[spec.device] = DeviceData.from_arrays(
-                                data.train_images, data.train_labels, data.test_images, data.test_labels,
-                                torch.device(spec.device))
+                            with loading.measure(spec.device):
+                                on_device[spec.device] = DeviceData.from_arrays(
+                                    data.train_images, data.train_labels, data.test_images, data.test_labels,
+                                    torch.device(spec.device))
+                                devices.synchronize(torch.device(spec.device))
+                        # This process imported everything long ago; loading was paid once for all cases.
+                        startup = StartupCost(data_s=loading.total("data") + loading.total(spec.device))
                         outcome, trained = execute_case(config, spec, repeat, data, progress,
-                                                        on_device[spec.device])
+                                                        on_device[spec.device], startup)
                         if keep_models and trained is not None:
                             result.models[(spec.model, spec.device)] = trained
                 except KeyboardInterrupt:
                     entry.status, entry.error = "interrupted", "stopped by the user (Ctrl-C)"
                     raise
                 merge_repeat(entry, outcome, config.repeats)
-                fill_roofline(entry, result.environment.get("peaks", {}).get(spec.device))
+                fill_roofline(entry, result.environment.get("peaks", {}).get(peaks_key(spec.device, spec.precision)))
                 fill_speedups(result.cases)
                 _write(result, path)
     finally:
@@ -227,7 +249,7 @@ _MEASURED = ("device_name", "params", "epochs", "train_images", "test_images", "
              "warmup_steps", "epoch_s", "history", "train_loss", "train_accuracy", "test_loss", "test_accuracy",
              "eval_s", "peak_memory_bytes", "peak_host_memory_bytes", "confusion_matrix", "sample_predictions",
              "projected", "measured_steps", "other_cpu_load", "memory_total_bytes", "max_batch_size",
-             "flops_per_step", "bytes_per_step")
+             "flops_per_step", "bytes_per_step", "startup")
 
 
 def merge_repeat(entry: CaseResult, outcome: CaseResult, repeats_wanted: int) -> None:
@@ -296,7 +318,8 @@ def _child_config(config: RunConfig, data: Dataset) -> dict:
 
 
 def run_in_child(config: RunConfig, spec: CaseSpec, repeat: int, data: Dataset, progress: EpochProgress) -> CaseResult:
-    job = json.dumps({"config": _child_config(config, data), "case": asdict(spec), "repeat": repeat})
+    job = json.dumps({"config": _child_config(config, data), "case": asdict(spec), "repeat": repeat,
+                      "spawned_at": time.time()})
     outcome: CaseResult | None = None
     with tempfile.TemporaryFile("w+") as errors:
         child = subprocess.Popen([sys.executable, "-m", "trainspeed.worker"], stdin=subprocess.PIPE,
@@ -362,21 +385,36 @@ def _stop(child: subprocess.Popen) -> None:
 
 # --- one case, in whichever process runs it ----------------------------------------------
 
+def case_label(spec: CaseSpec) -> str:
+    label = f"{spec.model} on {spec.device}, batch {spec.batch_size}"
+    return label if spec.precision == "fp32" else f"{label}, {spec.precision}"
+
+
 def _is_out_of_memory(error: BaseException) -> bool:
     return isinstance(error, torch.OutOfMemoryError) or (
         isinstance(error, RuntimeError) and "can't allocate memory" in str(error))
 
 
 def execute_case(config: RunConfig, spec: CaseSpec, repeat: int, data: Dataset, progress: EpochProgress,
-                 on_device: DeviceData | None = None) -> tuple[CaseResult, ModelSpec | None]:
-    """Train and measure one repeat of a case; an out-of-memory error becomes a failed case."""
+                 on_device: DeviceData | None = None,
+                 startup: StartupCost | None = None) -> tuple[CaseResult, ModelSpec | None]:
+    """Train and measure one repeat of a case; an out-of-memory error becomes a failed case.
+
+    `startup` carries what was paid before this call (the process start, reading the data).
+    """
     device = torch.device(spec.device)
     case = CaseResult(model=spec.model, device=spec.device, dataset=data.name, batch_size=spec.batch_size,
                       precision=spec.precision, device_name=devices.device_label(device),
-                      cpu_threads=torch.get_num_threads(), accuracy_meaningful=data.accuracy_meaningful)
-    on_device = on_device or DeviceData.from_arrays(
-        data.train_images, data.train_labels, data.test_images, data.test_labels, device)
-    label = f"{spec.model} on {spec.device}, batch {spec.batch_size}"
+                      cpu_threads=torch.get_num_threads(), accuracy_meaningful=data.accuracy_meaningful,
+                      startup=startup or StartupCost())
+    precision.apply(spec.precision)
+    if on_device is None:
+        copying = Timer(synchronize=lambda: devices.synchronize(device))
+        with copying.measure("to device"):
+            on_device = DeviceData.from_arrays(
+                data.train_images, data.train_labels, data.test_images, data.test_labels, device)
+        case.startup.data_s = (case.startup.data_s or 0.0) + copying.total("to device")
+    label = case_label(spec)
     if config.repeats > 1:
         label += f", repeat {repeat}/{config.repeats}"
     try:
@@ -387,7 +425,7 @@ def execute_case(config: RunConfig, spec: CaseSpec, repeat: int, data: Dataset, 
         _record_out_of_memory(case, device, error)
         if config.find_max_batch and spec.batch_size > 1:
             progress.message(f"{label}: out of memory; searching for the largest batch that fits")
-            case.max_batch_size = find_max_batch(spec.model, data, device, spec.batch_size - 1)
+            case.max_batch_size = find_max_batch(spec.model, data, device, spec.batch_size - 1, spec.precision)
             fit = (f"the largest batch that fits is {case.max_batch_size}" if case.max_batch_size
                    else "not even batch 1 fits")
             case.error += f"; {fit}"
@@ -406,7 +444,7 @@ def _record_out_of_memory(case: CaseResult, device: torch.device, error: BaseExc
     devices.empty_cache(device)
 
 
-def find_max_batch(model: str, data: Dataset, device: torch.device, below: int) -> int | None:
+def find_max_batch(model: str, data: Dataset, device: torch.device, below: int, mode: str = "fp32") -> int | None:
     """The largest batch up to `below` for which two training steps fit in the device's memory."""
     def fits(batch: int) -> bool:
         try:
@@ -416,7 +454,7 @@ def find_max_batch(model: str, data: Dataset, device: torch.device, below: int) 
             images = torch.randint(0, 256, (batch, *data.image_shape), dtype=torch.uint8, device=device)
             labels = torch.randint(0, data.num_classes, (batch,), device=device)
             StepRunner(spec, spec.make_optimizer(spec.network.parameters()), images, labels, batch,
-                       torch.Generator().manual_seed(0)).run(0, 2)
+                       torch.Generator().manual_seed(0), mode).run(0, 2)
             devices.synchronize(device)
             return True
         except Exception as error:
@@ -460,7 +498,7 @@ def _measure(case: CaseResult, data: Dataset, on_device: DeviceData, device: tor
         throwaway = _build(case.model, data, device)
         train_epoch(throwaway, throwaway.make_optimizer(throwaway.network.parameters()), train_images,
                     train_labels, batch_size=batch, generator=torch.Generator().manual_seed(config.seed + 1),
-                    max_steps=case.warmup_steps)
+                    max_steps=case.warmup_steps, precision=case.precision, first_step_timer=timer)
         del throwaway
         progress.message(f"{label}: {case.warmup_steps} untimed warm-up steps done, timing one epoch")
 
@@ -469,9 +507,11 @@ def _measure(case: CaseResult, data: Dataset, on_device: DeviceData, device: tor
     faults.at_allocation(batch)
     before = validity.Snapshot.take()
     torch.manual_seed(config.seed)
-    spec = _build(case.model, data, device)
+    with timer.measure("build") as measured:
+        spec = _build(case.model, data, device)
+        optimizer = spec.make_optimizer(spec.network.parameters())
+    case.startup.build_s = measured.seconds
     case.params = spec.params
-    optimizer = spec.make_optimizer(spec.network.parameters())
     cost = flops.training_step_cost(spec.network, data.image_shape, batch,
                                     "sgd" if isinstance(optimizer, torch.optim.SGD) else "adam")
     case.flops_per_step, case.bytes_per_step = cost.flops, cost.bytes
@@ -488,12 +528,14 @@ def _measure(case: CaseResult, data: Dataset, on_device: DeviceData, device: tor
         progress.start_epoch(f"{label}: epoch {epoch}/{config.epochs}", steps)
         with timer.measure("epoch") as measured:
             stats = train_epoch(spec, optimizer, train_images, train_labels, batch_size=batch,
-                                generator=order, on_progress=report)
+                                generator=order, on_progress=report, precision=case.precision,
+                                first_step_timer=timer if not timer.records["first step"] else None)
         case.history.append(EpochRecord(epoch, measured.seconds, stats.loss, stats.accuracy))
     with timer.measure("eval") as measured:
-        test = evaluate(spec, on_device.test_images, on_device.test_labels, batch)
+        test = evaluate(spec, on_device.test_images, on_device.test_labels, batch, case.precision)
     case.epoch_s = list(timer.records["epoch"])
     case.first_epoch_s, case.steady_epoch_s = first_and_steady(case.epoch_s)
+    _record_first_step(case, timer)
     case.images_per_s = images_per_second(case.train_images, case.steady_epoch_s)
     case.train_loss, case.train_accuracy = stats.loss, stats.accuracy
     case.test_loss, case.test_accuracy, case.eval_s = test.loss, test.accuracy, measured.seconds
@@ -502,6 +544,11 @@ def _measure(case: CaseResult, data: Dataset, on_device: DeviceData, device: tor
     case.sample_predictions = predict(spec, on_device.test_images[:SAMPLE_IMAGES]).indices.tolist()
     _finish(case, spec, device, before, utilization)
     return spec
+
+
+def _record_first_step(case: CaseResult, timer: Timer) -> None:
+    case.startup.first_step_s = timer.records["first step"][0] if timer.records["first step"] else None
+    case.startup.steady_step_s = case.steady_epoch_s / case.steps_per_epoch if case.steady_epoch_s else None
 
 
 def _finish(case: CaseResult, spec: ModelSpec, device: torch.device, before: validity.Snapshot,
@@ -524,10 +571,12 @@ def _project_within_budget(case: CaseResult, spec: ModelSpec, optimizer, on_devi
     budget = config.time_budget_s
     images, batch = len(on_device.train_images), case.batch_size
     steps = StepRunner(spec, optimizer, on_device.train_images, on_device.train_labels, batch,
-                       torch.Generator().manual_seed(config.seed))
+                       torch.Generator().manual_seed(config.seed), case.precision)
     warm = max(1, min(10, steps.steps // 4))
-    with timer.measure("warm-up block"):  # start-up costs land here and are not used
-        steps.run(0, warm)
+    with timer.measure("first step"):
+        steps.run(0, 1)
+    with timer.measure("warm-up block"):  # the rest of the start-up costs land here and are not used
+        steps.run(1, warm - 1)
     with timer.measure("block") as measured:
         steps.run(warm, warm)
     per_step = [measured.seconds / warm]
@@ -537,7 +586,7 @@ def _project_within_budget(case: CaseResult, spec: ModelSpec, optimizer, on_devi
     # Blocks of about a twentieth of the budget: long enough to time well, many enough for a median.
     block = max(warm, int(budget / 20 / max(per_step[0], 1e-9)))
     done = 2 * warm
-    while done < steps.steps and timer.total("block") + timer.total("warm-up block") < budget:
+    while done < steps.steps and sum(timer.total(k) for k in ("first step", "warm-up block", "block")) < budget:
         count = min(block, steps.steps - done)
         with timer.measure("block") as measured:
             steps.run(done, count)
@@ -551,6 +600,7 @@ def _project_within_budget(case: CaseResult, spec: ModelSpec, optimizer, on_devi
     case.epoch_s, case.first_epoch_s = [], None
     case.steady_epoch_s = projected_epoch_s(per_step, images, batch)
     case.images_per_s = images_per_second(images, case.steady_epoch_s)
+    _record_first_step(case, timer)
     case.train_loss, case.train_accuracy = steps.stats()
     progress.message(f"{label}: projected {case.steady_epoch_s:.2f} s per epoch from {case.measured_steps} "
                      "timed steps (not trained to the end: no accuracy)")

@@ -13,8 +13,10 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from . import precision as precision_modes
 from .models import ModelSpec
 from .stats import steps_per_epoch
+from .timing import Timer
 
 
 class EpochStats(NamedTuple):
@@ -50,6 +52,15 @@ def as_input(images: torch.Tensor, memory_format: torch.memory_format = torch.co
 StepCallback = Callable[[int, int, float, float], None]
 
 
+def forward(spec: ModelSpec, images: torch.Tensor, labels: torch.Tensor,
+            precision: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits and loss for one batch; under bf16 the network autocasts and the loss stays fp32."""
+    with precision_modes.autocast(precision, images.device):
+        logits = spec.network(as_input(images, spec.memory_format))
+    logits = logits.float()
+    return logits, spec.loss(logits, labels)
+
+
 class StepRunner:
     """Training steps over one epoch's random order: the seeds' fit(shuffle=True), step by step.
 
@@ -57,8 +68,8 @@ class StepRunner:
     """
 
     def __init__(self, spec: ModelSpec, optimizer: torch.optim.Optimizer, images: torch.Tensor,
-                 labels: torch.Tensor, batch_size: int, generator: torch.Generator) -> None:
-        self.spec, self.optimizer = spec, optimizer
+                 labels: torch.Tensor, batch_size: int, generator: torch.Generator, precision: str = "fp32") -> None:
+        self.spec, self.optimizer, self.precision = spec, optimizer, precision
         self.images, self.labels, self.batch_size = images, labels, batch_size
         self.order = torch.randperm(len(images), generator=generator).to(images.device)
         self.steps = steps_per_epoch(len(images), batch_size)
@@ -71,8 +82,7 @@ class StepRunner:
         for step in range(start, min(start + count, self.steps)):
             index = self.order[step * self.batch_size:(step + 1) * self.batch_size]
             batch_labels = self.labels[index]
-            logits = self.spec.network(as_input(self.images[index], self.spec.memory_format))
-            loss = self.spec.loss(logits, batch_labels)
+            logits, loss = forward(self.spec, self.images[index], batch_labels, self.precision)
             # Fresh gradients: keeping zeroed buffers costs a memset and a read-add-write of every
             # gradient per step (27.6 vs 21.9 ms per ann step); allocation is cheap once glibc
             # keeps freed blocks (devices.keep_freed_host_memory).
@@ -100,15 +110,28 @@ def train_epoch(
     on_progress: StepCallback | None = None,
     report_every: int = 50,
     max_steps: int | None = None,
+    precision: str = "fp32",
+    first_step_timer: Timer | None = None,
 ) -> EpochStats:
-    """One pass over the data in a fresh random order, as Keras's fit(shuffle=True) does."""
-    runner = StepRunner(spec, optimizer, images, labels, batch_size, generator)
+    """One pass over the data in a fresh random order, as Keras's fit(shuffle=True) does.
+
+    With `first_step_timer`, the first step is timed on its own ("first step"): it carries the
+    start-up costs a notebook's one-epoch timing includes.
+    """
+    runner = StepRunner(spec, optimizer, images, labels, batch_size, generator, precision)
     steps = runner.steps if max_steps is None else min(runner.steps, max_steps)
-    for start in range(0, steps, report_every):
-        runner.run(start, min(report_every, steps - start))
+    done = 0
+    if first_step_timer is not None and steps:
+        with first_step_timer.measure("first step"):
+            runner.run(0, 1)
+        done = 1
+    while done < steps:
+        count = min(report_every - done % report_every, steps - done)  # blocks end at multiples of report_every
+        runner.run(done, count)
+        done += count
         if on_progress is not None:
             loss, accuracy = runner.stats()
-            on_progress(min(start + report_every, steps), steps, loss, accuracy)
+            on_progress(done, steps, loss, accuracy)
     return runner.stats()
 
 
@@ -119,7 +142,8 @@ class Evaluation(NamedTuple):
 
 
 @torch.no_grad()
-def evaluate(spec: ModelSpec, images: torch.Tensor, labels: torch.Tensor, batch_size: int) -> Evaluation:
+def evaluate(spec: ModelSpec, images: torch.Tensor, labels: torch.Tensor, batch_size: int,
+             precision: str = "fp32") -> Evaluation:
     """The seeds' model.evaluate (mean loss and accuracy, dropout off), plus the confusion matrix."""
     network = spec.network
     network.eval()
@@ -128,8 +152,8 @@ def evaluate(spec: ModelSpec, images: torch.Tensor, labels: torch.Tensor, batch_
     confusion = torch.zeros(classes * classes, device=images.device, dtype=torch.int64)
     for start in range(0, len(images), batch_size):
         batch_labels = labels[start:start + batch_size]
-        logits = network(as_input(images[start:start + batch_size], spec.memory_format))
-        loss_sum += spec.loss(logits, batch_labels) * len(batch_labels)
+        logits, loss = forward(spec, images[start:start + batch_size], batch_labels, precision)
+        loss_sum += loss * len(batch_labels)
         confusion += torch.bincount(batch_labels * classes + logits.argmax(-1), minlength=classes * classes)
     matrix = confusion.view(classes, classes).cpu()
     return Evaluation(loss_sum.item() / len(images), matrix.diagonal().sum().item() / len(images), matrix.tolist())

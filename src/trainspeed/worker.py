@@ -10,12 +10,15 @@ import json
 import os
 import signal
 import sys
+import time
 from dataclasses import asdict
 
 from . import devices
 from .config import RunConfig
 from .errors import TrainspeedError
+from .results import StartupCost
 from .runner import CaseSpec, execute_case, load_data
+from .timing import Timer
 
 
 class EventProgress:
@@ -45,13 +48,18 @@ def main() -> int:
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     progress = EventProgress(events)
     job = json.load(sys.stdin)
+    # Launching Python and importing torch and trainspeed: what every fresh process pays first.
+    process_s = time.time() - job["spawned_at"] if "spawned_at" in job else None
     config = RunConfig.from_dict(job["config"])
     spec = CaseSpec(**job["case"])
     try:
-        devices.configure_precision(config.precision)
+        devices.configure_process()
         devices.set_cpu_threads(config.cpu_threads)
-        data = load_data(config)
-        case, _ = execute_case(config, spec, job["repeat"], data, progress)
+        reading = Timer()
+        with reading.measure("data"):
+            data = load_data(config)
+        startup = StartupCost(process_s=process_s, data_s=reading.total("data"))
+        case, _ = execute_case(config, spec, job["repeat"], data, progress, startup=startup)
     except TrainspeedError as error:
         progress.emit(event="failed", reason=str(error), dataset=config.dataset)
         return 0

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..results import CaseResult, RunResult
 from . import charts
-from .comparison import CaseKey, Comparison, crossovers, headlines, pivots
+from .comparison import CaseKey, Comparison, crossovers, headlines, pivots, precision_effects
 from .document import Block, Bullets, Heading, Image, Paragraph, Table, to_html, to_markdown
 from .units import seconds_cell
 
@@ -56,7 +56,8 @@ def _settings(result: RunResult) -> list[str]:
     config, data = result.config, result.dataset
     lines = [f"models: {', '.join(config.get('models', []))}",
              f"epochs: {config.get('epochs')}, batch sizes: {', '.join(map(str, config.get('batch_sizes', [])))}, "
-             f"precision: {config.get('precision')}, seed: {config.get('seed')}",
+             f"precision: {', '.join(config.get('precisions') or [config.get('precision', 'fp32')])}, "
+             f"seed: {config.get('seed')}",
              f"measured: {result.created}"]
     if data:
         lines.insert(1, f"data: {data.name} ({data.train_images:,} training and {data.test_images:,} test images, "
@@ -66,7 +67,9 @@ def _settings(result: RunResult) -> list[str]:
 
 def _main_table(comparison: Comparison) -> Table:
     several_batches = len(comparison.batch_sizes()) > 1
-    headers = ["model"] + (["batch"] if several_batches else []) + [
+    lead_headers = ["model"] + (["batch"] if several_batches else []) + (
+        ["precision"] if comparison.shows_precision() else [])
+    headers = lead_headers + [
         "device", "first epoch s", "steady s/epoch", "images/s", "MFU (floor s)",
         f"speedup vs {'CPU' if comparison.baseline == 'cpu' else comparison.baseline}",
         "test accuracy", "peak memory"]
@@ -77,7 +80,8 @@ def _main_table(comparison: Comparison) -> Table:
             case = cells.get(column)
             if case is None:
                 continue
-            lead = [key.model] + ([str(key.batch_size)] if several_batches else [])
+            lead = [key.model] + ([str(key.batch_size)] if several_batches else []) + (
+                [key.precision] if comparison.shows_precision() else [])
             device = f"{column}\n{case.device_name}" if case.device_name else column
             if not case.ok:
                 flagged.add((len(rows), len(lead) + 1))
@@ -95,8 +99,8 @@ def _main_table(comparison: Comparison) -> Table:
     caption = "steady = median of the epochs after the first"
     if any(not case.accuracy_meaningful for cells in comparison.rows.values() for case in cells.values()):
         caption += "; * random data: accuracy means nothing"
-    caption += ("; MFU = achieved FLOP/s over the device's measured fp32 matmul peak; floor = the least time "
-                "an epoch can take (FLOPs / peak or bytes / bandwidth)")
+    caption += ("; MFU = achieved FLOP/s over the device's measured matmul peak in the case's precision; "
+                "floor = the least time an epoch can take (FLOPs / peak or bytes / bandwidth)")
     return Table(headers, rows, caption, flagged, text_columns=len(headers) - 8)
 
 
@@ -125,6 +129,33 @@ PROJECTION_EXPLAINED = (
     "A projected time comes from a time budget (--time-budget): the case timed its steady training steps "
     "for the budget and scaled the median step to a full epoch, instead of training the whole epoch. It is "
     "a timing, not a training run, so it has no accuracy.")
+
+
+STARTUP_EXPLAINED = (
+    "Start-up is paid once, before training runs at full speed: launching Python and importing torch, reading "
+    "the data and copying it to the device, building the model, and the first step (lazy initialization, kernel "
+    "selection, first allocations; compilation where a step is compiled). A notebook's one-epoch %%timeit of "
+    "model.fit includes the first step's share, and a fresh kernel pays all of it; the steady epoch time above "
+    "leaves it out.")
+
+
+def _startup_table(comparison: Comparison) -> Table | None:
+    cases = [case for cells in comparison.rows.values() for case in cells.values() if case.ok and case.startup]
+    if not cases:
+        return None
+    show_precision = comparison.shows_precision()
+
+    def cell(value: float | None) -> str:
+        return f"{seconds_cell(value)} s" if value is not None else "-"
+
+    rows = [[case.model] + ([case.precision] if show_precision else []) + [
+        case.device, cell(s.process_s), cell(s.data_s), cell(s.build_s), cell(s.first_step_s),
+        f"{s.steady_step_s * 1e3:.2f} ms" if s.steady_step_s else "-", cell(s.total_s)]
+        for case in cases for s in [case.startup]]
+    headers = ["model"] + (["precision"] if show_precision else []) + [
+        "device", "Python + imports", "data to device", "model build", "first step", "steady step", "start-up total"]
+    return Table(headers, rows, "paid once per process, from its first repeat; total = the parts plus the first "
+                 "step's excess over a steady one", text_columns=len(headers) - 6)
 
 
 def _repeats_table(comparison: Comparison) -> Table | None:
@@ -193,6 +224,9 @@ def build_blocks(comparison: Comparison, out_dir: Path) -> list[Block]:
     repeats = _repeats_table(comparison)
     if repeats:
         blocks.append(repeats)
+    startup = _startup_table(comparison)
+    if startup:
+        blocks += [Heading("Start-up cost", 3), startup, Paragraph(STARTUP_EXPLAINED)]
     every_case = [case for cells in comparison.rows.values() for case in cells.values()]
     if any(case.noisy for case in every_case):
         blocks.append(Paragraph(NOISE_EXPLAINED, "warning"))
@@ -204,6 +238,8 @@ def build_blocks(comparison: Comparison, out_dir: Path) -> list[Block]:
         blocks += [Heading("Validity warnings", 3), Bullets(warnings)]
     found = crossovers(comparison)
     blocks += [Paragraph(crossing.sentence, "headline") for crossing in found]
+    blocks += [Paragraph(effect.sentence, "warning" if effect.costs_accuracy else "headline")
+               for effect in precision_effects(comparison)]
 
     blocks.append(Heading("Charts"))
     images = []

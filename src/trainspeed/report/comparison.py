@@ -6,7 +6,7 @@ Pure functions of results: no plotting, no files, so every figure is testable by
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..errors import ConfigError
@@ -62,6 +62,13 @@ class Comparison:
 
     def batch_sizes(self) -> list[int]:
         return sorted({key.batch_size for key in self.rows})
+
+    def precisions(self) -> list[str]:
+        return list(dict.fromkeys(key.precision for key in self.rows))
+
+    def shows_precision(self) -> bool:
+        """Whether precision must be named: several were measured, or one other than fp32."""
+        return self.precisions() not in ([], ["fp32"])
 
     def is_cpu(self, column: str) -> bool:
         return self.column_sources[column][1] == "cpu"
@@ -161,6 +168,7 @@ def headlines(comparison: Comparison) -> list[str]:
     for key, cells in comparison.rows.items():
         base = cells.get(comparison.baseline or "")
         at_batch = f" at batch {key.batch_size}" if several_batches else ""
+        at_batch += f" in {key.precision}" if comparison.shows_precision() else ""
         where = "On this machine " if comparison.single_machine else ""
         others = [c for c in comparison.columns if c != comparison.baseline and c in cells and cells[c].ok]
         for column in comparison.columns:
@@ -190,6 +198,57 @@ def headlines(comparison: Comparison) -> list[str]:
             sentences.append(_capital(f"{where}{_who(comparison, column)} trains the {key.model}{at_batch} "
                                       f"{verdict} {versus}."))
     return sentences
+
+
+# How far a lower precision may move test accuracy from fp32's before the report says it cost accuracy.
+ACCURACY_TOLERANCE_POINTS = 1.0
+
+
+@dataclass
+class PrecisionEffect:
+    """A lower precision against fp32 for the same model, data, batch size and device."""
+
+    key: CaseKey
+    column: str
+    speedup: float
+    accuracy_points: float | None  # test accuracy minus fp32's, in percentage points; None if not comparable
+    sentence: str
+
+    @property
+    def costs_accuracy(self) -> bool:
+        return self.accuracy_points is not None and abs(self.accuracy_points) > ACCURACY_TOLERANCE_POINTS
+
+
+def precision_effects(comparison: Comparison) -> list[PrecisionEffect]:
+    """What each precision other than fp32 did to speed and to test accuracy, device by device."""
+    found = []
+    for key, cells in comparison.rows.items():
+        reference = comparison.rows.get(replace(key, precision="fp32"))
+        if key.precision == "fp32" or reference is None:
+            continue
+        for column, case in cells.items():
+            base = reference.get(column)
+            if not (base and base.ok and case.ok and base.steady_epoch_s and case.steady_epoch_s):
+                continue
+            ratio = speedup(base.steady_epoch_s, case.steady_epoch_s)
+            pace = (f"{ratio:.1f}x faster" if ratio >= 1 else f"{1 / ratio:.1f}x slower")
+            sentence = (f"{_who(comparison, column)} trains the {key.model} {pace} in {key.precision} than in fp32 "
+                        f"({seconds_phrase(case.steady_epoch_s)} vs {seconds_phrase(base.steady_epoch_s)} per epoch)")
+            points = None
+            if (case.accuracy_meaningful and base.accuracy_meaningful and case.test_accuracy is not None
+                    and base.test_accuracy is not None):
+                points = 100 * (case.test_accuracy - base.test_accuracy)
+                accuracies = f"{case.test_accuracy:.1%} vs {base.test_accuracy:.1%}"
+                if abs(points) <= ACCURACY_TOLERANCE_POINTS:
+                    sentence += (f"; its test accuracy stays within {ACCURACY_TOLERANCE_POINTS:g} point of fp32's "
+                                 f"({accuracies}).")
+                else:
+                    sentence += (f", but its test accuracy moves {points:+.1f} points from fp32's ({accuracies}), "
+                                 f"more than the {ACCURACY_TOLERANCE_POINTS:g} point a faithful result allows.")
+            else:
+                sentence += "; accuracy is not compared (random data or no test run)."
+            found.append(PrecisionEffect(key, column, ratio, points, _capital(sentence)))
+    return found
 
 
 @dataclass

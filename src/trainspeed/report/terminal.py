@@ -69,7 +69,10 @@ def results_table(result: RunResult) -> Table:
     batch_sizes = sorted({case.batch_size for case in result.cases})
     title += f", batch {', '.join(map(str, batch_sizes))}"
     table = Table(title=title, header_style="bold")
-    for name, justify in (("model", "left"), ("device", "left"), ("first epoch s", "right"),
+    precisions = list(dict.fromkeys(case.precision for case in result.cases))
+    show_precision = precisions not in ([], ["fp32"])
+    for name, justify in (("model", "left"), *((("precision", "left"),) if show_precision else ()),
+                          ("device", "left"), ("first epoch s", "right"),
                           ("steady s/epoch", "right"), ("images/s", "right"), ("MFU", "right"),
                           ("speedup vs CPU", "right"), ("test accuracy", "right")):
         table.add_column(name, justify=justify)
@@ -79,15 +82,15 @@ def results_table(result: RunResult) -> Table:
         caption.append("* random data: accuracy means nothing")
     table.caption = "\n".join(caption)
     for case in result.cases:
-        device = case.device
+        lead = [case.model] + ([case.precision] if show_precision else []) + [case.device]
         if not case.ok:
-            table.add_row(case.model, device, f"[red]{case.status}[/]", f"[red]{case.error or ''}[/]", "", "", "", "")
+            table.add_row(*lead, f"[red]{case.status}[/]", f"[red]{case.error or ''}[/]", "", "", "", "")
             continue
         first = seconds_cell(case.first_epoch_s)
         if case.warmup_steps:
             first += " [dim](warmed up)[/]"
         table.add_row(
-            case.model, device, first, steady_text(case, markup=True),
+            *lead, first, steady_text(case, markup=True),
             f"{case.images_per_s:,.0f}" if case.images_per_s else "-",
             f"{case.mfu:.0%}" if case.mfu is not None else "-",
             f"{case.speedup_vs_cpu:.1f}x" if case.speedup_vs_cpu else "-",

@@ -1,0 +1,66 @@
+"""Numeric precision as an explicit axis: what each name means, where it runs, and how it is set.
+
+- fp32: true single precision (TF32 tensor-core math off), the Keras originals' arithmetic.
+- tf32: fp32 storage, matmuls and convolutions on TF32 tensor cores (NVIDIA Ampere and later).
+- bf16: mixed precision by autocast: matmuls and convolutions in bfloat16, weights, optimizer and
+  loss in fp32. Runs on GPUs with bf16 units and on CPUs with AVX512-BF16 or AMX.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+from .errors import ConfigError
+
+PRECISIONS = ("fp32", "tf32", "bf16")
+
+
+def check_names(names: list[str]) -> None:
+    for name in names:
+        if name not in PRECISIONS:
+            raise ConfigError(f"unknown precision {name!r}; choose from: {', '.join(PRECISIONS)}")
+
+
+def _cpu_has_bf16() -> bool:
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()) and torch.backends.mkldnn.is_available()
+
+
+def unsupported_reason(precision: str, device: torch.device) -> str | None:
+    """Why `precision` cannot be measured honestly on `device`, or None when it can."""
+    if precision == "fp32":
+        return None
+    if device.type == "cuda":
+        major, minor = torch.cuda.get_device_capability(device)
+        if major < 8:
+            return (f"{precision} needs an NVIDIA GPU of compute capability 8.0 (Ampere) or newer; "
+                    f"this one is {major}.{minor}; use --precision fp32")
+        return None
+    if precision == "tf32":
+        return f"tf32 is a GPU tensor-core format; {device.type} would run it as plain fp32; use fp32 or bf16 there"
+    if device.type == "cpu" and not _cpu_has_bf16():
+        return "this CPU has neither AVX512-BF16 nor AMX, so bf16 would be emulated and slow; use --precision fp32"
+    if device.type not in ("cpu", "cuda"):
+        return f"bf16 is not measured on {device.type} yet; use --precision fp32"
+    return None
+
+
+def apply(precision: str) -> None:
+    """Set this process's matmul and convolution modes for `precision` (process-wide flags)."""
+    tf32 = precision == "tf32"
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.backends.cudnn.allow_tf32 = tf32
+    torch.set_float32_matmul_precision("high" if tf32 else "highest")
+
+
+def autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
+    """The context a forward pass runs in: bf16 autocast, or nothing for the fp32-storage modes."""
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def matmul_dtype(precision: str) -> torch.dtype:
+    """The element type of the peak-measuring matmul: the one the model's matmuls run in."""
+    return torch.bfloat16 if precision == "bf16" else torch.float32
