@@ -35,3 +35,24 @@ def test_run_on_cpu_and_gpu_gives_a_speedup():
     cpu, gpu = result.case("cnn", "cpu"), result.case("cnn", "cuda:0")
     assert gpu.ok and gpu.peak_memory_bytes > 0 and gpu.speedup_vs_cpu == pytest.approx(
         cpu.steady_epoch_s / gpu.steady_epoch_s)
+
+
+GPU_QUICK = dict(devices=["cuda"], dataset="synthetic", limit=1000, epochs=2, batch_sizes=[32],
+                 synthetic_shape=(32, 32, 3), out=None, isolate=False)
+
+
+def test_recorded_steps_on_the_gpu_train_like_launched_ones():
+    graphed = trainspeed.run(models=["mlp:1"], **GPU_QUICK).cases[0]
+    launched = trainspeed.run(models=["mlp:1"], cuda_graphs=False, **GPU_QUICK).cases[0]
+    assert graphed.cuda_graph and not launched.cuda_graph
+    assert not any("capture failed" in warning for warning in graphed.warnings)
+    assert graphed.train_loss == pytest.approx(launched.train_loss, rel=1e-3)
+    assert graphed.test_loss == pytest.approx(launched.test_loss, rel=1e-3)
+
+
+def test_the_cnn_with_dropout_is_recorded_in_every_precision():
+    result = trainspeed.run(models=["cnn"], precisions=["fp32", "tf32", "bf16"], **GPU_QUICK)
+    for case in result.cases:
+        assert case.ok and case.cuda_graph, (case.precision, case.error, case.warnings)
+        assert case.train_loss == case.train_loss and case.train_loss < 2.4  # finite, and it learns a little
+    assert {"cuda:0", "cuda:0 tf32", "cuda:0 bf16"} <= set(result.environment["peaks"])

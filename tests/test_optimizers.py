@@ -65,3 +65,29 @@ def test_keras_adam_tracks_the_keras_rule_over_many_float32_steps():
     ours = torch.stack([w.detach() for w in weights]).double()
     torch.testing.assert_close(ours, expected, rtol=5e-6, atol=1e-7)  # float32 rounding, 300 steps
     assert (stock.detach().double() - expected).abs().max() > 1e-3  # the test can tell the rules apart
+
+
+def test_device_step_gives_the_keras_update_with_the_step_count_on_the_device():
+    torch.manual_seed(1)
+    start = torch.randn(3, 200)
+    eager = [torch.nn.Parameter(row.clone()) for row in start]
+    graph_safe = [torch.nn.Parameter(row.clone()) for row in start]
+    first, second = KerasAdam(eager), KerasAdam(graph_safe)
+    second.initialize_state()
+    for t in range(1, 51):
+        gradients = torch.randn(3, 200) * (1e-7 if t % 3 else 1.0)
+        for a, b, g in zip(eager, graph_safe, gradients, strict=True):
+            a.grad, b.grad = g.clone(), g.clone()
+        first.step()
+        second.device_step()
+    for a, b in zip(eager, graph_safe, strict=True):
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-7)
+    assert second.state[graph_safe[0]]["step"].item() == 50 == second.steps_taken
+    # An eager step after device steps continues the same count and rule.
+    for p in eager + graph_safe:
+        p.grad = torch.ones_like(p)
+    first.step(), second.step()
+    for a, b in zip(eager, graph_safe, strict=True):
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-7)
+    second.reset_state()
+    assert second.steps_taken == 0 and second.state[graph_safe[0]]["exp_avg"].abs().sum() == 0

@@ -57,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="batch size, or several to compare: 32,256,2048 (default: 32, as Keras)")
     run.add_argument("--precision", dest="precisions", type=_names, default=["fp32"],
                      help="fp32 (faithful, default), tf32 (GPU tensor cores) or bf16 (autocast); several to compare")
+    run.add_argument("--no-cuda-graphs", dest="cuda_graphs", action="store_false",
+                     help="on a GPU, launch every step from Python instead of replaying a recorded CUDA graph")
     run.add_argument("--limit", type=int, default=None, help="train on the first N training images only")
     run.add_argument("--seed", type=int, default=0, help="seed for data order, weights and dropout (default: 0)")
     run.add_argument("--cpu-threads", type=int, default=None, help="threads for the CPU (default: all cores)")
@@ -104,7 +106,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     config = RunConfig(
         models=args.models or list(DEFAULT_MODELS), devices=args.devices, dataset=args.dataset,
         data_dir=args.data_dir, download=args.download, epochs=args.epochs, batch_sizes=args.batch_sizes,
-        precisions=args.precisions,
+        precisions=args.precisions, cuda_graphs=args.cuda_graphs,
         limit=args.limit, seed=args.seed, cpu_threads=args.cpu_threads, repeats=args.repeats,
         time_budget_s=args.time_budget_s, find_max_batch=args.find_max_batch, isolate=args.isolate,
         synthetic_shape=args.synthetic_shape, out=args.out,

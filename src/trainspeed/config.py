@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 
 from .errors import ConfigError
-from .precision import check_names
 
 DEFAULT_MODELS = ("ann", "cnn")
+# Their meaning, and where each runs, is in precision.py; this module stays free of torch.
+PRECISIONS = ("fp32", "tf32", "bf16")
 
 
 @dataclass
@@ -36,6 +37,8 @@ class RunConfig:
     find_max_batch: bool = False
     # Each case in its own child process, so a crash or out-of-memory error costs only that case.
     isolate: bool = True
+    # On CUDA, replay each training step from a recorded CUDA graph (see graphs.py).
+    cuda_graphs: bool = True
 
     @classmethod
     def from_dict(cls, data: dict) -> RunConfig:
@@ -61,6 +64,8 @@ class RunConfig:
                 raise ConfigError(f"{name} must be at least {least}, got {value}")
         if not self.precisions:
             raise ConfigError("no precision given, e.g. --precision fp32 or --precision fp32,bf16")
-        check_names(self.precisions)
+        for name in self.precisions:
+            if name not in PRECISIONS:
+                raise ConfigError(f"unknown precision {name!r}; choose from: {', '.join(PRECISIONS)}")
         if len(self.synthetic_shape) != 3 or min(self.synthetic_shape) < 1:
             raise ConfigError(f"synthetic shape must be three positive sizes HxWxC, got {self.synthetic_shape}")

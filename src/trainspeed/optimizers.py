@@ -50,3 +50,66 @@ class KerasAdam(torch.optim.Adam):
         for group in self.param_groups:
             group["eps"] = self.keras_eps / math.sqrt(1.0 - group["betas"][1] ** self.steps_taken)
         return super().step(closure)
+
+    def initialize_state(self) -> None:
+        """Create the moment buffers and step counts now, as PyTorch's Adam would on its first step."""
+        for group in self.param_groups:
+            for p in group["params"]:
+                state = self.state[p]
+                if not state:
+                    state["step"] = torch.zeros((), dtype=torch.float32, device=p.device)
+                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                    state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+
+    def reset_state(self) -> None:
+        """Back to step 0 in place (the buffers keep their memory, which a captured graph points at)."""
+        for state in self.state.values():
+            for value in state.values():
+                if torch.is_tensor(value):
+                    value.zero_()
+        self.steps_taken = 0
+
+    @torch.no_grad()
+    def device_step(self) -> None:
+        """The same Keras update with every changing number on the device, for a CUDA graph.
+
+        A graph replays kernels with the arguments they were recorded with, so neither the step
+        count nor the per-step epsilon of `step` may be a Python number: the bias corrections
+        are computed from the step tensors on the device instead.
+        """
+        self.steps_taken += 1  # only for `step`, should eager steps follow
+        for group in self.param_groups:
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            beta1, beta2 = group["betas"]
+            states = [self.state[p] for p in params]
+            steps = [state["step"] for state in states]
+            torch._foreach_add_(steps, 1.0)
+            t = steps[0]  # all parameters advance together
+            alpha = group["lr"] * torch.sqrt(1.0 - torch.pow(beta2, t)) / (1.0 - torch.pow(beta1, t))
+            grads = [p.grad for p in params]
+            ms = [state["exp_avg"] for state in states]
+            vs = [state["exp_avg_sq"] for state in states]
+            torch._foreach_lerp_(ms, grads, 1.0 - beta1)
+            torch._foreach_mul_(vs, beta2)
+            torch._foreach_addcmul_(vs, grads, grads, value=1.0 - beta2)
+            denominators = torch._foreach_sqrt(vs)
+            torch._foreach_add_(denominators, self.keras_eps)
+            updates = torch._foreach_div(ms, denominators)
+            torch._foreach_mul_(updates, alpha)
+            torch._foreach_sub_(params, updates)
+
+
+def graph_safe_update(optimizer: torch.optim.Optimizer):
+    """The optimizer's update as device work only, for recording in a CUDA graph.
+
+    Keras's Adam needs its step count on the device (`KerasAdam.device_step`); SGD without
+    momentum has no state, so its fused step is already the same every time.
+    """
+    if isinstance(optimizer, KerasAdam):
+        optimizer.initialize_state()
+        return optimizer.device_step
+    if isinstance(optimizer, torch.optim.SGD) and all(group["momentum"] == 0 for group in optimizer.param_groups):
+        return optimizer.step
+    raise ValueError(f"no graph-safe update for {type(optimizer).__name__}")

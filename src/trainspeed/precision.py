@@ -12,15 +12,9 @@ import contextlib
 
 import torch
 
-from .errors import ConfigError
+from .config import PRECISIONS
 
-PRECISIONS = ("fp32", "tf32", "bf16")
-
-
-def check_names(names: list[str]) -> None:
-    for name in names:
-        if name not in PRECISIONS:
-            raise ConfigError(f"unknown precision {name!r}; choose from: {', '.join(PRECISIONS)}")
+__all__ = ["PRECISIONS", "apply", "autocast", "matmul_dtype", "unsupported_reason"]
 
 
 def _cpu_has_bf16() -> bool:
@@ -57,7 +51,8 @@ def apply(precision: str) -> None:
 def autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
     """The context a forward pass runs in: bf16 autocast, or nothing for the fp32-storage modes."""
     if precision == "bf16":
-        return torch.autocast(device.type, dtype=torch.bfloat16)
+        # No weight cache: each weight is used once per step, and a cache breaks CUDA graph replay.
+        return torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=False)
     return contextlib.nullcontext()
 
 

@@ -40,7 +40,10 @@ class EpochProgress:
         self._progress.refresh()
 
     def update(self, step: int, steps: int, loss: float, accuracy: float) -> None:
-        self._progress.update(self._task, completed=step, loss=f"{loss:.4f}", accuracy=f"{accuracy:.3f}")
+        # NaN: the device has not finished the steps yet, and waiting for it would skew the timing.
+        known = loss == loss
+        self._progress.update(self._task, completed=step, loss=f"{loss:.4f}" if known else "-",
+                              accuracy=f"{accuracy:.3f}" if known else "-")
         now = time.perf_counter()
         if step == steps or now - self._last_draw >= self._min_interval_s:
             self._progress.refresh()

@@ -116,6 +116,7 @@ class CaseResult:
     mfu: float | None = None  # achieved / the device's measured fp32 matmul peak
     floor_epoch_s: float | None = None  # max(FLOPs / peak, bytes / bandwidth) for an epoch
     startup: StartupCost | None = None  # of the first repeat
+    cuda_graph: bool = False  # full-batch steps were replayed from a recorded CUDA graph
 
     @property
     def ok(self) -> bool:

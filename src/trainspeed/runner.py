@@ -23,6 +23,7 @@ from . import __version__, devices, environment, faults, flops, precision, valid
 from .config import RunConfig
 from .data import DataOptions, Dataset, load_dataset
 from .errors import ConfigError, ResultsError
+from .graphs import StepGraph
 from .models import ModelSpec, check_model_name, create_model
 from .progress import EpochProgress
 from .results import (
@@ -249,7 +250,7 @@ _MEASURED = ("device_name", "params", "epochs", "train_images", "test_images", "
              "warmup_steps", "epoch_s", "history", "train_loss", "train_accuracy", "test_loss", "test_accuracy",
              "eval_s", "peak_memory_bytes", "peak_host_memory_bytes", "confusion_matrix", "sample_predictions",
              "projected", "measured_steps", "other_cpu_load", "memory_total_bytes", "max_batch_size",
-             "flops_per_step", "bytes_per_step", "startup")
+             "flops_per_step", "bytes_per_step", "startup", "cuda_graph")
 
 
 def merge_repeat(entry: CaseResult, outcome: CaseResult, repeats_wanted: int) -> None:
@@ -523,19 +524,24 @@ def _measure(case: CaseResult, data: Dataset, on_device: DeviceData, device: tor
         torch.manual_seed(config.seed)
         spec = _build(case.model, data, device)
         optimizer = spec.make_optimizer(spec.network.parameters())
+    graph = _step_graph(config, case, spec, optimizer, on_device)
     order = torch.Generator().manual_seed(config.seed)
     for epoch in range(1, config.epochs + 1):
         progress.start_epoch(f"{label}: epoch {epoch}/{config.epochs}", steps)
         with timer.measure("epoch") as measured:
             stats = train_epoch(spec, optimizer, train_images, train_labels, batch_size=batch,
                                 generator=order, on_progress=report, precision=case.precision,
-                                first_step_timer=timer if not timer.records["first step"] else None)
+                                first_step_timer=timer if not timer.records["first step"] else None, graph=graph)
         case.history.append(EpochRecord(epoch, measured.seconds, stats.loss, stats.accuracy))
     with timer.measure("eval") as measured:
         test = evaluate(spec, on_device.test_images, on_device.test_labels, batch, case.precision)
     case.epoch_s = list(timer.records["epoch"])
     case.first_epoch_s, case.steady_epoch_s = first_and_steady(case.epoch_s)
     _record_first_step(case, timer)
+    if graph is not None:
+        case.cuda_graph = graph.replaying
+        if graph.failure:
+            case.warnings.append(graph.failure)
     case.images_per_s = images_per_second(case.train_images, case.steady_epoch_s)
     case.train_loss, case.train_accuracy = stats.loss, stats.accuracy
     case.test_loss, case.test_accuracy, case.eval_s = test.loss, test.accuracy, measured.seconds
@@ -544,6 +550,16 @@ def _measure(case: CaseResult, data: Dataset, on_device: DeviceData, device: tor
     case.sample_predictions = predict(spec, on_device.test_images[:SAMPLE_IMAGES]).indices.tolist()
     _finish(case, spec, device, before, utilization)
     return spec
+
+
+def _step_graph(config: RunConfig, case: CaseResult, spec: ModelSpec, optimizer,
+                on_device: DeviceData) -> StepGraph | None:
+    """A recorded step for the case, where it pays: CUDA, asked for, and at least one full batch."""
+    if not (config.cuda_graphs and on_device.train_images.device.type == "cuda"
+            and len(on_device.train_images) >= case.batch_size):
+        return None
+    return StepGraph(spec, optimizer, on_device.train_images, on_device.train_labels, case.batch_size,
+                     case.precision)
 
 
 def _record_first_step(case: CaseResult, timer: Timer) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import torch
@@ -17,6 +17,9 @@ from . import precision as precision_modes
 from .models import ModelSpec
 from .stats import steps_per_epoch
 from .timing import Timer
+
+if TYPE_CHECKING:
+    from .graphs import StepGraph
 
 
 class EpochStats(NamedTuple):
@@ -64,23 +67,34 @@ def forward(spec: ModelSpec, images: torch.Tensor, labels: torch.Tensor,
 class StepRunner:
     """Training steps over one epoch's random order: the seeds' fit(shuffle=True), step by step.
 
-    Running sums stay on the device; reading them forces a sync, so callers read them rarely.
+    Running sums stay on the device; `stats` reads them and so waits for the device, `peek`
+    does not. With a `graph` (graphs.StepGraph), full batches replay its recorded step and the
+    last, partial batch runs eagerly into the same sums.
     """
 
     def __init__(self, spec: ModelSpec, optimizer: torch.optim.Optimizer, images: torch.Tensor,
-                 labels: torch.Tensor, batch_size: int, generator: torch.Generator, precision: str = "fp32") -> None:
-        self.spec, self.optimizer, self.precision = spec, optimizer, precision
+                 labels: torch.Tensor, batch_size: int, generator: torch.Generator, precision: str = "fp32",
+                 graph: StepGraph | None = None) -> None:
+        self.spec, self.optimizer, self.precision, self.graph = spec, optimizer, precision, graph
         self.images, self.labels, self.batch_size = images, labels, batch_size
-        self.order = torch.randperm(len(images), generator=generator).to(images.device)
+        self.order = torch.randperm(len(images), generator=generator).to(images.device, non_blocking=True)
         self.steps = steps_per_epoch(len(images), batch_size)
-        self.loss_sum = torch.zeros((), device=images.device)
-        self.correct = torch.zeros((), device=images.device, dtype=torch.int64)
+        if graph is not None:
+            self.loss_sum, self.correct = graph.loss_sum.zero_(), graph.correct.zero_()
+        else:
+            self.loss_sum = torch.zeros((), device=images.device)
+            self.correct = torch.zeros((), device=images.device, dtype=torch.int64)
         self.seen = 0
+        self._peeked = PeekedStats(self.loss_sum, self.correct) if images.device.type == "cuda" else None
         spec.network.train()
 
     def run(self, start: int, count: int) -> None:
         for step in range(start, min(start + count, self.steps)):
             index = self.order[step * self.batch_size:(step + 1) * self.batch_size]
+            if self.graph is not None and len(index) == self.batch_size:
+                self.graph.run(index)
+                self.seen += len(index)
+                continue
             batch_labels = self.labels[index]
             logits, loss = forward(self.spec, self.images[index], batch_labels, self.precision)
             # Fresh gradients: keeping zeroed buffers costs a memset and a read-add-write of every
@@ -98,6 +112,37 @@ class StepRunner:
         seen = max(self.seen, 1)
         return EpochStats(self.loss_sum.item() / seen, self.correct.item() / seen)
 
+    def peek(self) -> EpochStats:
+        """The running loss and accuracy as far as the device has got, without waiting for it."""
+        return self.stats() if self._peeked is None else self._peeked.latest(self.seen)
+
+
+class PeekedStats:
+    """Running sums copied to pinned host memory in the background; read once the copy is done.
+
+    Reading a CUDA tensor waits for every queued kernel, which would drain the queue that keeps
+    the GPU busy; an event says without waiting whether the last copy has landed.
+    """
+
+    def __init__(self, loss_sum: torch.Tensor, correct: torch.Tensor) -> None:
+        self.loss_sum, self.correct = loss_sum, correct
+        self.host = torch.zeros(2, pin_memory=True)
+        self.event: torch.cuda.Event | None = None
+        self.copied_seen = 0
+        self.known = EpochStats(float("nan"), float("nan"))
+
+    def latest(self, seen: int) -> EpochStats:
+        if self.event is not None and self.event.query():
+            count = max(self.copied_seen, 1)
+            self.known = EpochStats(self.host[0].item() / count, self.host[1].item() / count)
+            self.event = None
+        if self.event is None:
+            self.host.copy_(torch.stack((self.loss_sum, self.correct.to(self.loss_sum.dtype))), non_blocking=True)
+            self.copied_seen = seen
+            self.event = torch.cuda.Event()
+            self.event.record()
+        return self.known
+
 
 def train_epoch(
     spec: ModelSpec,
@@ -112,13 +157,14 @@ def train_epoch(
     max_steps: int | None = None,
     precision: str = "fp32",
     first_step_timer: Timer | None = None,
+    graph: StepGraph | None = None,
 ) -> EpochStats:
     """One pass over the data in a fresh random order, as Keras's fit(shuffle=True) does.
 
     With `first_step_timer`, the first step is timed on its own ("first step"): it carries the
     start-up costs a notebook's one-epoch timing includes.
     """
-    runner = StepRunner(spec, optimizer, images, labels, batch_size, generator, precision)
+    runner = StepRunner(spec, optimizer, images, labels, batch_size, generator, precision, graph)
     steps = runner.steps if max_steps is None else min(runner.steps, max_steps)
     done = 0
     if first_step_timer is not None and steps:
@@ -130,7 +176,7 @@ def train_epoch(
         runner.run(done, count)
         done += count
         if on_progress is not None:
-            loss, accuracy = runner.stats()
+            loss, accuracy = runner.peek()
             on_progress(done, steps, loss, accuracy)
     return runner.stats()
 

@@ -9,6 +9,7 @@ import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from ..config import PRECISIONS
 from ..errors import ConfigError
 from ..results import CaseResult, RunResult
 from ..stats import speedup
@@ -121,7 +122,9 @@ def compare(labelled: list[tuple[str | None, RunResult]], baseline: str | None =
 
 def _row_order(key: CaseKey, rows) -> tuple:
     models = list(dict.fromkeys(k.model for k in rows))
-    return models.index(key.model), key.dataset, key.batch_size, key.precision
+    # fp32 first: the faithful reference the other precisions are judged against.
+    rank = PRECISIONS.index(key.precision) if key.precision in PRECISIONS else len(PRECISIONS)
+    return models.index(key.model), key.dataset, key.batch_size, rank, key.precision
 
 
 def _unique(labels: list[str]) -> list[str]:

@@ -1,0 +1,81 @@
+"""The recorded-step logic, checked on the CPU with a backend that runs the step as it is."""
+
+import numpy as np
+import pytest
+import torch
+
+from trainspeed.graphs import Eager, StepGraph
+from trainspeed.models import create_model
+from trainspeed.train import train_epoch
+
+SHAPE = (1, 8, 8)
+
+
+def data(count=100, seed=0):
+    rng = np.random.default_rng(seed)
+    images = torch.from_numpy(rng.integers(0, 256, (count, *SHAPE), dtype=np.uint8))
+    labels = torch.from_numpy(rng.integers(0, 10, count))
+    return images, labels
+
+
+def train(model: str, graph_backend, epochs: int = 2):
+    """Two epochs of 100 images at batch 32: three full batches and a partial one each."""
+    torch.manual_seed(0)
+    spec = create_model(model, SHAPE, 10)
+    optimizer = spec.make_optimizer(spec.network.parameters())
+    images, labels = data()
+    graph = StepGraph(spec, optimizer, images, labels, 32, "fp32", graph_backend) if graph_backend else None
+    order = torch.Generator().manual_seed(0)
+    stats = [train_epoch(spec, optimizer, images, labels, batch_size=32, generator=order, graph=graph)
+             for _ in range(epochs)]
+    return spec, stats, graph
+
+
+@pytest.mark.parametrize("model", ["mlp:1", "ann"])  # Keras's Adam and SGD; no dropout, so no randomness
+def test_recorded_steps_train_exactly_like_plain_steps(model):
+    plain, plain_stats, _ = train(model, None)
+    replayed, replayed_stats, graph = train(model, Eager())
+    assert graph.replaying and graph.failure is None
+    for a, b in zip(plain.network.parameters(), replayed.network.parameters(), strict=True):
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6)
+    for a, b in zip(plain_stats, replayed_stats, strict=True):
+        assert b.loss == pytest.approx(a.loss, rel=1e-5) and b.accuracy == a.accuracy
+
+
+def test_warm_up_steps_leave_the_model_and_optimizer_untouched():
+    torch.manual_seed(0)
+    spec = create_model("mlp:1", SHAPE, 10)
+    before = [p.detach().clone() for p in spec.network.parameters()]
+    optimizer = spec.make_optimizer(spec.network.parameters())
+    images, labels = data()
+    graph = StepGraph(spec, optimizer, images, labels, 32, "fp32", Eager())
+    graph._record(torch.arange(32))
+    for p, q in zip(spec.network.parameters(), before, strict=True):
+        assert torch.equal(p, q)
+    assert optimizer.steps_taken == 0 and all(p.grad is None for p in spec.network.parameters())
+    assert all(state["step"].item() == 0 and state["exp_avg"].abs().sum() == 0 for state in optimizer.state.values())
+    assert graph.loss_sum.item() == 0 and graph.correct.item() == 0
+    assert [g["lr"] for g in optimizer.param_groups] == [1e-3]
+
+
+class FailingRecorder(Eager):
+    def __init__(self, error):
+        self.error = error
+
+    def record(self, step):
+        raise self.error
+
+
+def test_a_step_that_cannot_be_recorded_still_trains_the_same_and_says_why():
+    plain, plain_stats, _ = train("mlp:1", None)
+    fallback, stats, graph = train("mlp:1", FailingRecorder(RuntimeError("operation not permitted when capturing")))
+    assert not graph.replaying
+    assert graph.failure == ("CUDA graph capture failed (operation not permitted when capturing); "
+                             "steps ran without a graph")
+    for a, b in zip(plain.network.parameters(), fallback.network.parameters(), strict=True):
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6)
+
+
+def test_out_of_memory_while_recording_is_not_hidden():
+    with pytest.raises(torch.OutOfMemoryError):
+        train("mlp:1", FailingRecorder(torch.OutOfMemoryError("CUDA out of memory")))
