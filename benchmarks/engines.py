@@ -35,40 +35,43 @@ def steady(epoch_s: list[float]) -> float:
     return statistics.median(epoch_s[1:] or epoch_s)
 
 
-def plain_pytorch(model: str, epochs: int, limit: int) -> list[float]:
-    """The loop a user would write: default init, stock optimizers, a float copy of the data."""
+def plain_pytorch(model: str, epochs: int, limit: int, device: str = "cpu", batch: int = 32) -> list[float]:
+    """The loop a user would write: default init, stock optimizers, a float copy of the data on the
+    host, each batch moved to the device as it is used."""
     data = load_dataset("synthetic", DataOptions(synthetic_train=limit, synthetic_test=10))
     images = torch.from_numpy(data.train_images).float() / 255
     labels = torch.from_numpy(data.train_labels)
     if model == "ann":
         network = nn.Sequential(nn.Flatten(), nn.Linear(3072, 3000), nn.ReLU(), nn.Linear(3000, 1000), nn.ReLU(),
                                 nn.Linear(1000, 10))
-        optimizer = torch.optim.SGD(network.parameters(), lr=0.01)
+        optimizer = torch.optim.SGD(network.to(device).parameters(), lr=0.01)
     else:
         network = nn.Sequential(
             nn.Conv2d(3, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Dropout(0.25),
             nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.Conv2d(64, 64, 3), nn.ReLU(), nn.MaxPool2d(2),
             nn.Dropout(0.25), nn.Flatten(), nn.Linear(3136, 512), nn.ReLU(), nn.Dropout(0.2),
             nn.Linear(512, 10))
-        optimizer = torch.optim.Adam(network.parameters(), lr=1e-3)
+        optimizer = torch.optim.Adam(network.to(device).parameters(), lr=1e-3)
     loss_fn = nn.CrossEntropyLoss()
     times = []
     for _ in range(epochs):
         start = time.perf_counter()
         order = torch.randperm(len(images))
-        for index in order.split(32):
+        for index in order.split(batch):
             optimizer.zero_grad()
-            loss = loss_fn(network(images[index]), labels[index])
+            loss = loss_fn(network(images[index].to(device)), labels[index].to(device))
             loss.backward()
             optimizer.step()
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
     return times
 
 
-def plain_pytorch_in_child(model: str, epochs: int, limit: int) -> list[float]:
+def plain_pytorch_in_child(model: str, epochs: int, limit: int, device: str = "cpu", batch: int = 32) -> list[float]:
     """In a fresh process, so that trainspeed's process settings never help the plain loop."""
-    done = subprocess.run([sys.executable, __file__, "--plain", model, "--epochs", str(epochs), "--limit", str(limit)],
-                          capture_output=True, text=True, check=True)
+    done = subprocess.run([sys.executable, __file__, "--plain", model, "--epochs", str(epochs), "--limit", str(limit),
+                           "--device", device, "--batch", str(batch)], capture_output=True, text=True, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -91,9 +94,11 @@ def main() -> None:
     parser.add_argument("--sittings", type=int, default=1, help="run every engine this many times, in turns")
     parser.add_argument("--keras-python", default=None, help="a Python that has TensorFlow")
     parser.add_argument("--plain", default=None, help=argparse.SUPPRESS)  # the child's job
+    parser.add_argument("--device", default="cpu", help=argparse.SUPPRESS)
+    parser.add_argument("--batch", type=int, default=32, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.plain:
-        print(json.dumps(plain_pytorch(args.plain, args.epochs, args.limit)))
+        print(json.dumps(plain_pytorch(args.plain, args.epochs, args.limit, args.device, args.batch)))
         return
     threads = torch.get_num_threads()
     title = f"steady CPU s/epoch, batch 32, {args.limit:,} images, {threads} threads"
