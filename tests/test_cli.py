@@ -30,7 +30,7 @@ def test_version(tmp_path):
 def test_devices_lists_the_cpu_and_says_why_there_is_no_gpu(tmp_path):
     done = trainspeed("devices", cwd=tmp_path, env={"CUDA_VISIBLE_DEVICES": ""})
     assert done.returncode == 0
-    assert "cpu" in done.stdout and "threads used" in done.stdout
+    assert "cpu" in done.stdout and "threads used" in done.stdout and "precisions: fp32" in done.stdout
     if "no GPU" in done.stdout:  # the machine this runs on has none usable: the reason is given
         assert "CUDA" in done.stdout
 

@@ -13,6 +13,14 @@ def _gib(value: int | None) -> str:
     return f"{value / 2**30:.1f} GiB" if value else "-"
 
 
+def _precisions(device: str) -> str:
+    import torch
+
+    from ..precision import PRECISIONS, unsupported_reason
+
+    return ", ".join(name for name in PRECISIONS if unsupported_reason(name, torch.device(device)) is None)
+
+
 def devices_table(report: DeviceReport) -> Table:
     table = Table(title="Devices trainspeed can train on", show_header=True, header_style="bold")
     table.add_column("device")
@@ -29,6 +37,7 @@ def devices_table(report: DeviceReport) -> Table:
         details.append(f"frequency governor: {cpu.governor}")
     if cpu.max_mhz:
         details.append(f"max clock: {cpu.max_mhz:.0f} MHz")
+    details.append(f"precisions: {_precisions('cpu')}")
     table.add_row("cpu", cpu.model, "\n".join(details))
     for gpu in report.gpus:
         facts = [f"memory: {_gib(gpu.memory_bytes)}"]
@@ -36,6 +45,7 @@ def devices_table(report: DeviceReport) -> Table:
             facts.append(f"compute capability {gpu.compute_capability}, {gpu.multiprocessors} SMs")
         facts += [f"{label}: {value}" for label, value in
                   (("driver", gpu.driver), ("CUDA", gpu.cuda), ("cuDNN", gpu.cudnn)) if value]
+        facts.append(f"precisions: {_precisions(gpu.device)}")
         table.add_row(gpu.device, gpu.name, "\n".join(facts))
     if not report.gpus:
         table.add_row("[yellow]no GPU[/]", "none usable", f"[yellow]{report.no_gpu_reason}[/]")
