@@ -251,3 +251,19 @@ def test_report_shows_precision_column_and_flags_lost_accuracy(tmp_path):
     assert "| model | precision | device |" in markdown and "| cnn | bf16 | cpu<br>" in markdown
     page = (tmp_path / "report.html").read_text()
     assert re.search(r'class="warning">The CPU trains the cnn 2.5x faster in bf16[^<]*more than the 1 point', page)
+
+
+def test_precisions_get_their_own_rows_charts_and_sweeps(tmp_path):
+    cases = [fx.case(model, device, steady * (0.5 if precision == "bf16" else 1.0), batch=batch,
+                     precision=precision)
+             for model in ("ann",) for precision in ("fp32", "bf16") for batch in (32, 1024)
+             for device, steady in (("cpu", 40.0 if batch == 32 else 10.0), ("cuda:0", 50.0 if batch == 32 else 2.0))]
+    comparison = single(fx.run_result(cases, batch_sizes=(32, 1024)))
+    assert [p.title for p in pivots(comparison)] == ["ann in fp32: seconds per epoch by batch size",
+                                                     "ann in bf16: seconds per epoch by batch size"]
+    assert [c.sentence for c in crossovers(comparison)] == [
+        f"Below batch 1024 the CPU is faster for the ann in {p} on this machine; from batch 1024 up the "
+        f"{fx.GPU_NAME} is." for p in ("fp32", "bf16")]
+    names = {path.name for path in write_report(comparison, tmp_path)}
+    assert {"learning_ann-batch-32-fp32.png", "learning_ann-batch-32-bf16.png",
+            "learning_ann-batch-1024-bf16.png"} <= names

@@ -256,7 +256,8 @@ def build_blocks(comparison: Comparison, out_dir: Path) -> list[Block]:
                             "Throughput as the batch grows: GPUs need large batches to pay off."))
     several_batches = len(comparison.batch_sizes()) > 1
     for key in comparison.rows:
-        name = _slug(key.model + (f"-batch-{key.batch_size}" if several_batches else ""))
+        name = _slug(key.model + (f"-batch-{key.batch_size}" if several_batches else "")
+                     + (f"-{key.precision}" if comparison.shows_precision() else ""))
         path = charts.learning_curves_chart(comparison, key, out_dir / f"learning_{name}.png")
         if path:
             images.append(Image(path, f"learning curves of the {key.model}",

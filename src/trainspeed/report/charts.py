@@ -29,7 +29,8 @@ def _save(figure: Figure, path: Path) -> Path:
 
 
 def _row_label(key: CaseKey, comparison: Comparison) -> str:
-    return f"{key.model}\nbatch {key.batch_size}" if len(comparison.batch_sizes()) > 1 else key.model
+    label = f"{key.model}\nbatch {key.batch_size}" if len(comparison.batch_sizes()) > 1 else key.model
+    return f"{label}\n{key.precision}" if comparison.shows_precision() else label
 
 
 def _legend_name(comparison: Comparison, column: str) -> str:
@@ -106,7 +107,7 @@ def learning_curves_chart(comparison: Comparison, key: CaseKey, path: Path) -> P
         axes.spines[["top", "right"]].set_visible(False)
         axes.grid(alpha=0.3)
     accuracy_axes.legend(title="device", frameon=False)
-    subject = f"{key.model}, batch {key.batch_size}"
+    subject = f"{key.model}, batch {key.batch_size}" + (f", {key.precision}" if comparison.shows_precision() else "")
     figure.suptitle(f"{subject}: the devices should learn the same thing" if len(cases) > 1
                     else f"{subject}: training loss and accuracy")
     return _save(figure, path)
@@ -168,8 +169,9 @@ def throughput_chart(comparison: Comparison, found: list[Crossover], path: Path)
     figure = _figure(8.0, 4.5)
     axes = figure.add_subplot()
     line = 0
-    for model in comparison.models():
-        keys = sorted(k for k in comparison.rows if k.model == model)
+    for model, precision in comparison.model_precisions():
+        keys = sorted(k for k in comparison.rows if (k.model, k.precision) == (model, precision))
+        name = f"{model} {precision}" if comparison.shows_precision() else model
         for column in comparison.columns:
             points = [(k.batch_size, case.images_per_s) for k in keys
                       if (case := comparison.rows[k].get(column)) and case.ok and case.images_per_s]
@@ -177,7 +179,7 @@ def throughput_chart(comparison: Comparison, found: list[Crossover], path: Path)
                 continue
             sizes, rates = zip(*points, strict=True)
             axes.plot(sizes, rates, marker="o", color=PALETTE[line % len(PALETTE)],
-                      linestyle=["-", "--", ":", "-."][line % 4], label=f"{model} on {column}")
+                      linestyle=["-", "--", ":", "-."][line % 4], label=f"{name} on {column}")
             line += 1
     for crossing in found:
         if crossing.faster_from is not None and crossing.faster_from != crossing.batch_sizes[0]:

@@ -64,6 +64,9 @@ class Comparison:
     def batch_sizes(self) -> list[int]:
         return sorted({key.batch_size for key in self.rows})
 
+    def model_precisions(self) -> list[tuple[str, str]]:
+        return list(dict.fromkeys((key.model, key.precision) for key in self.rows))
+
     def precisions(self) -> list[str]:
         return list(dict.fromkeys(key.precision for key in self.rows))
 
@@ -276,11 +279,12 @@ def pivots(comparison: Comparison) -> list[Pivot]:
 
     tables = []
     if len(comparison.batch_sizes()) > 1:
-        for model in comparison.models():
-            keys = [k for k in comparison.rows if k.model == model]
+        for model, precision in comparison.model_precisions():
+            keys = [k for k in comparison.rows if (k.model, k.precision) == (model, precision)]
             rows = [(str(k.batch_size), {c: steady(comparison.rows[k].get(c)) for c in comparison.columns})
                     for k in keys]
-            tables.append(Pivot(f"{model}: seconds per epoch by batch size", "batch size", comparison.columns, rows))
+            subject = f"{model} in {precision}" if comparison.shows_precision() else model
+            tables.append(Pivot(f"{subject}: seconds per epoch by batch size", "batch size", comparison.columns, rows))
     elif len(comparison.models()) > 1 and comparison.single_machine:  # a comparison's own table has this shape
         keys = list(comparison.rows)
         layers = [_hidden_layers(k.model) for k in keys]
@@ -305,8 +309,9 @@ def crossovers(comparison: Comparison) -> list[Crossover]:
     found = []
     if len(comparison.batch_sizes()) < 2 or comparison.baseline is None:
         return found
-    for model in comparison.models():
-        keys = sorted(k for k in comparison.rows if k.model == model)
+    for name, precision in comparison.model_precisions():
+        keys = sorted(k for k in comparison.rows if (k.model, k.precision) == (name, precision))
+        model = f"{name} in {precision}" if comparison.shows_precision() else name
         for column in comparison.columns:
             if column == comparison.baseline:
                 continue
