@@ -79,3 +79,20 @@ def test_bad_model_names(name, message):
 def test_cnn_refuses_images_too_small():
     with pytest.raises(ConfigError, match="too small"):
         create_model("cnn", (3, 6, 6), 10)
+
+
+def test_cnn_pools_before_relu_with_the_same_outputs_and_gradients_as_keras_order():
+    torch.manual_seed(5)
+    ours = create_model("cnn", CIFAR, 10).network.eval()
+    convs = [m for m in ours if isinstance(m, nn.Conv2d)]
+    dense = [m for m in ours if isinstance(m, nn.Linear)]
+    keras_order = nn.Sequential(  # the seed's layer order, without dropout (evaluation mode)
+        convs[0], nn.ReLU(), nn.MaxPool2d(2), convs[1], nn.ReLU(), convs[2], nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), dense[0], nn.ReLU(), dense[1])
+    images = torch.rand(4, *CIFAR) - 0.5  # negative values too, where ReLU and pooling interact
+    theirs = keras_order(images.contiguous(memory_format=torch.channels_last))
+    expected = [g.clone() for g in torch.autograd.grad(theirs.square().sum(), list(ours.parameters()))]
+    mine = ours(images.contiguous(memory_format=torch.channels_last))
+    torch.testing.assert_close(mine, theirs, rtol=0, atol=0)
+    for got, want in zip(torch.autograd.grad(mine.square().sum(), list(ours.parameters())), expected, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-7)

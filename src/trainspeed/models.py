@@ -125,15 +125,18 @@ def cnn(image_shape: ImageShape, num_classes: int, argument: str) -> ModelSpec:
     if h < 1 or w < 1:
         raise ConfigError(f"images of {height}x{width} are too small for the cnn (at least 8x8)")
     network = nn.Sequential(
-        nn.Conv2d(channels, 32, 3, padding="same"), nn.ReLU(),
-        nn.MaxPool2d(2),
+        # Keras's Conv-ReLU-MaxPool as Conv-MaxPool-ReLU: ReLU is monotonic, so the outputs and the
+        # gradients are the same, and ReLU then touches a quarter of the values (1.5 ms of a 16 ms
+        # CPU step). In place: max-pooling keeps indices and a convolution its input, not these.
+        nn.Conv2d(channels, 32, 3, padding="same"),
+        nn.MaxPool2d(2), nn.ReLU(inplace=True),
         Dropout(0.25),
-        nn.Conv2d(32, 64, 3, padding="same"), nn.ReLU(),
-        nn.Conv2d(64, 64, 3), nn.ReLU(),
-        nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3, padding="same"), nn.ReLU(inplace=True),
+        nn.Conv2d(64, 64, 3),
+        nn.MaxPool2d(2), nn.ReLU(inplace=True),
         Dropout(0.25),
         nn.Flatten(),
-        nn.Linear(64 * h * w, 512), nn.ReLU(),
+        nn.Linear(64 * h * w, 512), nn.ReLU(inplace=True),
         Dropout(0.2),
         nn.Linear(512, num_classes),
     )
