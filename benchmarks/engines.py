@@ -116,17 +116,22 @@ def main() -> None:
             rows.append((ours, plain, steady(theirs) if theirs else None))
             print(f"{model} sitting {sitting}: trainspeed {ours:.2f} s, plain {plain:.2f} s, Keras "
                   f"{rows[-1][2] or float('nan'):.2f} s", flush=True)
-        for label, (ours, plain, keras_s) in [*((str(i), row) for i, row in enumerate(rows, 1)),
-                                              *([("median", _median_row(rows))] if len(rows) > 1 else [])]:
-            table.add_row(model, label, f"{ours:.2f}", f"{plain:.2f}", f"{keras_s:.2f}" if keras_s else "skipped",
+        for index, (ours, plain, keras_s) in enumerate(rows, 1):
+            table.add_row(model, str(index), f"{ours:.2f}", f"{plain:.2f}", f"{keras_s:.2f}" if keras_s else "skipped",
                           f"{keras_s / ours:.2f}x" if keras_s else "-", f"{plain / ours:.2f}x")
+        if len(rows) > 1:
+            # Ratios are paired within a sitting (measured minutes apart), then summarized.
+            keras_ratios = [keras_s / ours for ours, _, keras_s in rows if keras_s]
+            medians = [statistics.median(column) if column else None for column in _columns(rows)]
+            table.add_row(model, "median", *(f"{m:.2f}" if m else "skipped" for m in medians),
+                          f"{statistics.median(keras_ratios):.2f}x" if keras_ratios else "-",
+                          f"{statistics.median(plain / ours for ours, plain, _ in rows):.2f}x")
     Console(width=120).print(table)
 
 
-def _median_row(rows: list[tuple[float, float, float | None]]) -> tuple[float, float, float | None]:
-    keras_times = [row[2] for row in rows if row[2]]
-    return (statistics.median(row[0] for row in rows), statistics.median(row[1] for row in rows),
-            statistics.median(keras_times) if keras_times else None)
+def _columns(rows: list[tuple[float, float, float | None]]) -> list[list[float]]:
+    """Each engine's times over the sittings (Keras's only where it ran)."""
+    return [[row[0] for row in rows], [row[1] for row in rows], [row[2] for row in rows if row[2]]]
 
 
 if __name__ == "__main__":
