@@ -234,6 +234,7 @@ def precision_run(bf16_accuracy: float):
 def test_a_lower_precision_is_judged_on_speed_and_accuracy_against_fp32():
     from trainspeed.report.comparison import precision_effects
 
+    assert pivots(single(precision_run(0.695)))[0].rows == [("cnn fp32", {"cpu": 40.0}), ("cnn bf16", {"cpu": 16.0})]
     (within,) = precision_effects(single(precision_run(0.695)))
     assert within.speedup == 2.5 and within.accuracy_points == pytest.approx(-0.5)
     assert not within.costs_accuracy

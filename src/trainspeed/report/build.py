@@ -260,7 +260,8 @@ def build_blocks(comparison: Comparison, out_dir: Path) -> list[Block]:
                      + (f"-{key.precision}" if comparison.shows_precision() else ""))
         path = charts.learning_curves_chart(comparison, key, out_dir / f"learning_{name}.png")
         if path:
-            images.append(Image(path, f"learning curves of the {key.model}",
+            subject = key.model + (f" in {key.precision}" if comparison.shows_precision() else "")
+            images.append(Image(path, f"learning curves of the {subject}",
                                 "Training loss and accuracy per epoch; the devices should follow each other."))
     images += _accuracy_pictures(comparison, data, out_dir)
     blocks += images

@@ -285,11 +285,13 @@ def pivots(comparison: Comparison) -> list[Pivot]:
                     for k in keys]
             subject = f"{model} in {precision}" if comparison.shows_precision() else model
             tables.append(Pivot(f"{subject}: seconds per epoch by batch size", "batch size", comparison.columns, rows))
-    elif len(comparison.models()) > 1 and comparison.single_machine:  # a comparison's own table has this shape
+    elif len(comparison.rows) > 1 and comparison.single_machine:  # several models or precisions  # a comparison's own table has this shape
         keys = list(comparison.rows)
         layers = [_hidden_layers(k.model) for k in keys]
         header = "hidden layers" if all(layers) else "model"
-        rows = [(layer if all(layers) else k.model, {c: steady(comparison.rows[k].get(c)) for c in comparison.columns})
+        suffix = (lambda k: f" {k.precision}") if comparison.shows_precision() else (lambda k: "")
+        rows = [((layer if all(layers) else k.model) + suffix(k),
+                 {c: steady(comparison.rows[k].get(c)) for c in comparison.columns})
                 for k, layer in zip(keys, layers, strict=True)]
         tables.append(Pivot(f"seconds per epoch by {header}", header, comparison.columns, rows))
     return tables
