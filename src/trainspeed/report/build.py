@@ -201,6 +201,9 @@ def build_blocks(comparison: Comparison, out_dir: Path) -> list[Block]:
     title = "trainspeed report" if comparison.single_machine else "trainspeed comparison"
     blocks: list[Block] = [Heading(title, 1)]
     blocks += [Paragraph(sentence, "headline") for sentence in headlines(comparison)]
+    # What a lower precision buys and costs belongs with the headline, not below the tables.
+    blocks += [Paragraph(effect.sentence, "warning" if effect.costs_accuracy else "headline")
+               for effect in precision_effects(comparison)]
     notes = [] if not comparison.single_machine else list(first_result.notes)
     notes += comparison.notes
     blocks += [Paragraph(note, "warning") for note in notes]
@@ -238,8 +241,6 @@ def build_blocks(comparison: Comparison, out_dir: Path) -> list[Block]:
         blocks += [Heading("Validity warnings", 3), Bullets(warnings)]
     found = crossovers(comparison)
     blocks += [Paragraph(crossing.sentence, "headline") for crossing in found]
-    blocks += [Paragraph(effect.sentence, "warning" if effect.costs_accuracy else "headline")
-               for effect in precision_effects(comparison)]
 
     blocks.append(Heading("Charts"))
     images = []
