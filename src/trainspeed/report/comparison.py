@@ -285,7 +285,7 @@ def pivots(comparison: Comparison) -> list[Pivot]:
                     for k in keys]
             subject = f"{model} in {precision}" if comparison.shows_precision() else model
             tables.append(Pivot(f"{subject}: seconds per epoch by batch size", "batch size", comparison.columns, rows))
-    elif len(comparison.rows) > 1 and comparison.single_machine:  # several models or precisions  # a comparison's own table has this shape
+    elif len(comparison.rows) > 1 and comparison.single_machine:  # models or precisions; a comparison has its own table
         keys = list(comparison.rows)
         layers = [_hidden_layers(k.model) for k in keys]
         header = "hidden layers" if all(layers) else "model"
