@@ -22,7 +22,7 @@ import torch
 
 from .models import ModelSpec
 from .optimizers import graph_safe_update
-from .train import forward
+from .train import train_step
 
 Step = Callable[[], None]
 
@@ -79,16 +79,8 @@ class StepGraph:
         return self._replay is not None and self.failure is None
 
     def _step(self) -> None:
-        # Python-only: recorded with no gradients, backward writes fresh ones each replay, never adds;
-        # run without a graph (warm-up, fallback), it keeps that meaning.
-        self.optimizer.zero_grad(set_to_none=True)
-        batch_labels = self.labels[self.index]
-        logits, loss = forward(self.spec, self.images[self.index], batch_labels, self.precision)
-        loss.backward()
-        self._update()
-        with torch.no_grad():
-            self.loss_sum += loss.detach() * self.batch_size
-            self.correct += (logits.argmax(-1) == batch_labels).sum()
+        train_step(self.spec, self.optimizer, self.images, self.labels, self.index, self.precision,
+                   self.loss_sum, self.correct, update=self._update)
 
     def _record(self, index: torch.Tensor) -> None:
         self.index.copy_(index)
@@ -96,7 +88,6 @@ class StepGraph:
         for group in self.optimizer.param_groups:
             group["lr"] = 0.0  # warm-up steps allocate and initialize, but must not train
         try:
-            self.optimizer.zero_grad(set_to_none=True)
             self.backend.warm_up(self._step, self.WARM_UP_STEPS)
         finally:
             for group, rate in zip(self.optimizer.param_groups, rates, strict=True):

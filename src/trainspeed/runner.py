@@ -91,6 +91,23 @@ def load_data(config: RunConfig) -> Dataset:
     return load_dataset(config.dataset, options).limited(config.limit)
 
 
+def load_data_timed(config: RunConfig) -> tuple[Dataset, float]:
+    """The data set, and the seconds reading it took (part of a case's start-up)."""
+    timer = Timer()
+    with timer.measure("data") as measured:
+        data = load_data(config)
+    return data, measured.seconds
+
+
+def copy_to_device(data: Dataset, device: torch.device) -> tuple[DeviceData, float]:
+    """The data set's arrays on `device`, and the seconds the copy took (part of start-up)."""
+    timer = Timer(synchronize=lambda: devices.synchronize(device))
+    with timer.measure("to device") as measured:
+        on_device = DeviceData.from_arrays(data.train_images, data.train_labels, data.test_images,
+                                           data.test_labels, device)
+    return on_device, measured.seconds
+
+
 def dataset_info(data: Dataset) -> DatasetInfo:
     sample = np.ascontiguousarray(data.test_images[:SAMPLE_IMAGES])
     return DatasetInfo(
@@ -146,9 +163,7 @@ def run(
     devices.configure_process()
     targets = devices.resolve(config.devices)
     threads = devices.set_cpu_threads(config.cpu_threads)
-    loading = Timer()
-    with loading.measure("data"):
-        data = load_data(config)
+    data, load_s = load_data_timed(config)
     if resume is not None:
         result = resume
         path = Path(config.out) / RESULTS_FILE if config.out else None
@@ -171,7 +186,7 @@ def run(
     progress = EpochProgress(console).__enter__()
     for note in data.notes:  # said once, here, and kept in the results
         progress.message(f"[yellow]note:[/] {note}")
-    on_device: dict[str, DeviceData] = {}
+    on_device: dict[str, tuple[DeviceData, float]] = {}  # with the seconds the copy took
     try:
         for spec in plan_cases(config, targets):
             entry = _entry_for(result, spec, data, threads)
@@ -191,15 +206,11 @@ def run(
                         outcome = run_in_child(config, spec, repeat, data, progress)
                     else:
                         if spec.device not in on_device:
-                            with loading.measure(spec.device):
-                                on_device[spec.device] = DeviceData.from_arrays(
-                                    data.train_images, data.train_labels, data.test_images, data.test_labels,
-                                    torch.device(spec.device))
-                                devices.synchronize(torch.device(spec.device))
+                            on_device[spec.device] = copy_to_device(data, torch.device(spec.device))
+                        arrays, copy_s = on_device[spec.device]
                         # This process imported everything long ago; loading was paid once for all cases.
-                        startup = StartupCost(data_s=loading.total("data") + loading.total(spec.device))
-                        outcome, trained = execute_case(config, spec, repeat, data, progress,
-                                                        on_device[spec.device], startup)
+                        outcome, trained = execute_case(config, spec, repeat, data, progress, arrays,
+                                                        StartupCost(data_s=load_s + copy_s))
                         if keep_models and trained is not None:
                             result.models[(spec.model, spec.device)] = trained
                 except KeyboardInterrupt:
@@ -410,11 +421,8 @@ def execute_case(config: RunConfig, spec: CaseSpec, repeat: int, data: Dataset, 
                       startup=startup or StartupCost())
     precision.apply(spec.precision)
     if on_device is None:
-        copying = Timer(synchronize=lambda: devices.synchronize(device))
-        with copying.measure("to device"):
-            on_device = DeviceData.from_arrays(
-                data.train_images, data.train_labels, data.test_images, data.test_labels, device)
-        case.startup.data_s = (case.startup.data_s or 0.0) + copying.total("to device")
+        on_device, copy_s = copy_to_device(data, device)
+        case.startup.data_s = (case.startup.data_s or 0.0) + copy_s
     label = case_label(spec)
     if config.repeats > 1:
         label += f", repeat {repeat}/{config.repeats}"

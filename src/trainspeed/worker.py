@@ -17,8 +17,7 @@ from . import devices
 from .config import RunConfig
 from .errors import TrainspeedError
 from .results import StartupCost
-from .runner import CaseSpec, execute_case, load_data
-from .timing import Timer
+from .runner import CaseSpec, execute_case, load_data_timed
 
 
 class EventProgress:
@@ -55,10 +54,8 @@ def main() -> int:
     try:
         devices.configure_process()
         devices.set_cpu_threads(config.cpu_threads)
-        reading = Timer()
-        with reading.measure("data"):
-            data = load_data(config)
-        startup = StartupCost(process_s=process_s, data_s=reading.total("data"))
+        data, load_s = load_data_timed(config)
+        startup = StartupCost(process_s=process_s, data_s=load_s)
         case, _ = execute_case(config, spec, job["repeat"], data, progress, startup=startup)
     except TrainspeedError as error:
         progress.emit(event="failed", reason=str(error), dataset=config.dataset)
