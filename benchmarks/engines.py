@@ -37,7 +37,10 @@ def steady(epoch_s: list[float]) -> float:
 
 def plain_pytorch(model: str, epochs: int, limit: int, device: str = "cpu", batch: int = 32) -> list[float]:
     """The loop a user would write: default init, stock optimizers, a float copy of the data on the
-    host, each batch moved to the device as it is used."""
+    host, each batch moved to the device as it is used. In true fp32, as trainspeed's fp32: PyTorch
+    lets cuDNN's convolutions use TF32 by default, which would compare two precisions."""
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
     data = load_dataset("synthetic", DataOptions(synthetic_train=limit, synthetic_test=10))
     images = torch.from_numpy(data.train_images).float() / 255
     labels = torch.from_numpy(data.train_labels)

@@ -2,7 +2,7 @@
 
     python benchmarks/step_time.py [--model cnn] [--batch 32] [--steps 100] [--profile]
 
-Random CIFAR-10-shaped uint8 images, trainspeed's own step (StepRunner) after 30 warm-up steps.
+Random CIFAR-10-shaped uint8 images, trainspeed's own step (EpochSteps) after 30 warm-up steps.
 With --profile, PyTorch's profiler table of 50 more steps, by operator and input shape.
 """
 
@@ -13,9 +13,9 @@ import time
 
 import torch
 
-from trainspeed import devices
+from trainspeed.engine.step import EpochSteps
+from trainspeed.machine import devices
 from trainspeed.models import create_model
-from trainspeed.train import StepRunner
 
 
 def main() -> None:
@@ -32,7 +32,7 @@ def main() -> None:
     count = (30 + args.steps + 50) * args.batch
     images = torch.randint(0, 256, (count, 3, 32, 32), dtype=torch.uint8)
     labels = torch.randint(0, 10, (count,))
-    runner = StepRunner(spec, optimizer, images, labels, args.batch, torch.Generator().manual_seed(0))
+    runner = EpochSteps(spec, optimizer, images, labels, args.batch, torch.Generator().manual_seed(0))
     runner.run(0, 30)
     start = time.perf_counter()
     runner.run(30, args.steps)

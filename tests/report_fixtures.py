@@ -6,11 +6,13 @@ import base64
 
 import numpy as np
 
+from trainspeed.cases import Workload
 from trainspeed.results import CaseResult, DatasetInfo, EpochRecord, RunResult
 
 GPU_NAME = "NVIDIA H100 80GB HBM3"
 CPU_NAME = "Intel(R) Xeon(R) Processor"
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+SHAPES = {"cifar10": (3, 32, 32), "fashion_mnist": (1, 28, 28), "synthetic": (3, 32, 32)}
 
 
 def dataset(name: str = "cifar10", shape=(3, 32, 32), meaningful: bool = True) -> DatasetInfo:
@@ -22,16 +24,23 @@ def dataset(name: str = "cifar10", shape=(3, 32, 32), meaningful: bool = True) -
                        sample_labels=[i % 10 for i in range(16)])
 
 
+def workload(model: str, *, batch: int = 32, precision: str = "fp32", dataset_name: str = "cifar10",
+             train: int = 50_000, test: int = 10_000) -> Workload:
+    """The workload of a `case` made with the same arguments."""
+    return Workload(model, dataset_name, SHAPES[dataset_name], train, test, batch, precision)
+
+
 def case(model: str, device: str, steady: float, *, batch: int = 32, dataset_name: str = "cifar10",
-         accuracy: float = 0.7, **extra) -> CaseResult:
+         accuracy: float = 0.7, train: int = 50_000, test: int = 10_000, **extra) -> CaseResult:
     first = steady * 1.3
     epochs = [first, steady * 1.01, steady, steady * 0.99]
     losses = [1.6, 1.2, 1.0, 0.9]
     confusion = (np.eye(10, dtype=int) * 70 + 3).tolist()
     defaults = dict(
         device_name=GPU_NAME if device.startswith("cuda") else CPU_NAME, params=1_667_594, epochs=4,
-        train_images=50_000, test_images=10_000, steps_per_epoch=-(-50_000 // batch), cpu_threads=16,
-        epoch_s=epochs, first_epoch_s=first, steady_epoch_s=steady, images_per_s=50_000 / steady,
+        image_shape=SHAPES[dataset_name], train_images=train, test_images=test,
+        steps_per_epoch=-(-train // batch), cpu_threads=16,
+        epoch_s=epochs, first_epoch_s=first, steady_epoch_s=steady, images_per_s=train / steady,
         train_loss=losses[-1], train_accuracy=accuracy + 0.05, test_loss=0.8, test_accuracy=accuracy, eval_s=1.0,
         peak_memory_bytes=900 * 2**20, peak_host_memory_bytes=2 * 2**30,
         history=[EpochRecord(i + 1, t, loss, 0.4 + 0.1 * i)
@@ -90,6 +99,7 @@ def batch_sweep_run() -> RunResult:
 
 def failed_run() -> RunResult:
     failed = CaseResult("cnn", "cuda:0", "cifar10", 32, device_name=GPU_NAME, status="failed",
+                        image_shape=SHAPES["cifar10"], train_images=50_000, test_images=10_000,
                         error="out of memory on cuda:0 at batch size 32; try a smaller --batch-size")
     return run_result([case("cnn", "cpu", 37.6), failed])
 

@@ -42,7 +42,7 @@ def test_run_writes_valid_results_json(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "steady" in done.stdout and "mlp:3" in done.stdout and "Traceback" not in done.stderr
     data = json.loads((tmp_path / "out" / "results.json").read_text())
-    assert data["schema_version"] == 1 and data["config"]["batch_sizes"] == [16]
+    assert data["schema_version"] == 2 and data["config"]["batch_sizes"] == [16]
     assert data["dataset"]["name"] == "synthetic" and data["dataset"]["accuracy_meaningful"] is False
     assert data["environment"]["cpu"]["threads"] >= 1 and data["environment"]["torch"]
     for case, model in zip(data["cases"], ["mlp:1", "mlp:3"], strict=True):

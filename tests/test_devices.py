@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from trainspeed import devices
 from trainspeed.errors import DeviceError
+from trainspeed.machine import describe, devices
 
 
 def test_cpu_resolves_once_and_is_always_available():
@@ -51,8 +51,9 @@ def test_cpu_threads_are_set_and_reported():
 
 
 def test_cpu_description_has_what_the_table_shows():
-    cpu = devices.describe_cpu()
+    cpu = describe.describe_cpu()
     assert cpu.model and cpu.logical_cores >= cpu.usable_cores >= 1
+    assert cpu.precisions[0] == "fp32" and "tf32" not in cpu.precisions
     assert cpu.torch_capability and cpu.threads == torch.get_num_threads()
 
 
@@ -63,3 +64,27 @@ def test_host_peak_memory_is_per_case():
     after = devices.peak_host_memory_bytes()
     del block
     assert after - before >= 60 * 2**20
+
+
+@pytest.mark.parametrize("parent, device, child", [
+    (None, "cuda:1", "1"),  # the child sees only GPU 1, as its cuda:0
+    (None, "cuda", "0"),
+    ("2,3", "cuda:1", "3"),  # the parent's numbering is itself narrowed: cuda:1 is GPU 3
+    ("GPU-aaaa, GPU-bbbb", "cuda:0", "GPU-aaaa"),
+    ("", "cuda:0", "0"),
+])
+def test_a_gpu_case_process_sees_only_its_gpu(parent, device, child):
+    environ = {"PATH": "/bin"} if parent is None else {"PATH": "/bin", "CUDA_VISIBLE_DEVICES": parent}
+    seen, local = devices.isolate_gpu(device, environ)
+    assert seen["CUDA_VISIBLE_DEVICES"] == child and local == "cuda:0" and seen["PATH"] == "/bin"
+
+
+def test_cpu_and_mps_case_processes_keep_the_environment():
+    environ = {"CUDA_VISIBLE_DEVICES": "1"}
+    assert devices.isolate_gpu("cpu", environ) == (environ, "cpu")
+    assert devices.isolate_gpu("mps", environ) == (environ, "mps")
+
+
+def test_a_gpu_the_parent_cannot_see_is_refused():
+    with pytest.raises(DeviceError, match="shows 2 GPU"):
+        devices.isolate_gpu("cuda:2", {"CUDA_VISIBLE_DEVICES": "0,1"})

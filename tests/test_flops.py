@@ -1,11 +1,10 @@
 import pytest
 import torch
 
-from trainspeed import devices
 from trainspeed.flops import StepCost, epoch_floor_s, model_flops_utilization, training_step_cost
+from trainspeed.fold import roofline
+from trainspeed.machine.peaks import measure_peaks
 from trainspeed.models import create_model
-from trainspeed.results import CaseResult
-from trainspeed.runner import fill_roofline
 
 
 def test_ann_step_flops_by_hand():
@@ -36,16 +35,14 @@ def test_floor_and_mfu():
 
 
 def test_roofline_fields_of_a_case():
-    case = CaseResult("ann", "cpu", "cifar10", 32, train_images=50_000, steady_epoch_s=40.0,
-                      flops_per_step=1.6e9, bytes_per_step=3e8)
-    fill_roofline(case, {"matmul_flops_per_s": 1e11, "bandwidth_bytes_per_s": 1e10})
+    case = roofline(1.6e9, 3e8, 50_000, 32, 40.0, {"matmul_flops_per_s": 1e11, "bandwidth_bytes_per_s": 1e10})
     steps = 50_000 / 32
-    assert case.achieved_flops_per_s == pytest.approx(1.6e9 * steps / 40.0)  # 62.5 GFLOP/s
-    assert case.mfu == pytest.approx(0.625)
-    assert case.floor_epoch_s == pytest.approx(max(1.6e9 * steps / 1e11, 3e8 * steps / 1e10))
+    assert case["achieved_flops_per_s"] == pytest.approx(1.6e9 * steps / 40.0)  # 62.5 GFLOP/s
+    assert case["mfu"] == pytest.approx(0.625)
+    assert case["floor_epoch_s"] == pytest.approx(max(1.6e9 * steps / 1e11, 3e8 * steps / 1e10))
 
 
 def test_peaks_are_measured_on_the_cpu():
-    peaks = devices.measure_peaks(torch.device("cpu"), repeats=1)
+    peaks = measure_peaks(torch.device("cpu"), repeats=1)
     assert peaks.matmul_flops_per_s > 1e9 and peaks.bandwidth_bytes_per_s > 1e8
     assert peaks.matmul_size == 2048

@@ -1,12 +1,12 @@
-"""The recorded-step logic, checked on the CPU with a backend that runs the step as it is."""
+"""The recorded-step logic, checked on the CPU with a backend that treats Python as a replay does."""
 
 import numpy as np
 import pytest
 import torch
 
-from trainspeed.graphs import Eager, StepGraph
+from trainspeed.engine.graph import ReplayLike, StepGraph
+from trainspeed.engine.loop import train_epoch
 from trainspeed.models import create_model
-from trainspeed.train import train_epoch
 
 SHAPE = (1, 8, 8)
 
@@ -18,13 +18,26 @@ def data(count=100, seed=0):
     return images, labels
 
 
+def replay_like(spec, optimizer):
+    holder = {}
+    backend = ReplayLike(optimizer, lambda: holder["graph"].written_tensors())
+    return backend, holder
+
+
 def train(model: str, graph_backend, epochs: int = 2):
-    """Two epochs of 100 images at batch 32: three full batches and a partial one each."""
+    """Two epochs of 100 images at batch 32: three full batches and a partial one each.
+
+    `graph_backend`: None (plain steps), "replay" (ReplayLike) or a backend object."""
     torch.manual_seed(0)
     spec = create_model(model, SHAPE, 10)
     optimizer = spec.make_optimizer(spec.network.parameters())
     images, labels = data()
-    graph = StepGraph(spec, optimizer, images, labels, 32, "fp32", graph_backend) if graph_backend else None
+    graph = None
+    if graph_backend == "replay":
+        backend, holder = replay_like(spec, optimizer)
+        graph = holder["graph"] = StepGraph(spec, optimizer, images, labels, 32, "fp32", backend)
+    elif graph_backend is not None:
+        graph = StepGraph(spec, optimizer, images, labels, 32, "fp32", graph_backend)
     order = torch.Generator().manual_seed(0)
     stats = [train_epoch(spec, optimizer, images, labels, batch_size=32, generator=order, graph=graph)
              for _ in range(epochs)]
@@ -34,7 +47,7 @@ def train(model: str, graph_backend, epochs: int = 2):
 @pytest.mark.parametrize("model", ["mlp:1", "ann"])  # Keras's Adam and SGD; no dropout, so no randomness
 def test_recorded_steps_train_exactly_like_plain_steps(model):
     plain, plain_stats, _ = train(model, None)
-    replayed, replayed_stats, graph = train(model, Eager())
+    replayed, replayed_stats, graph = train(model, "replay")
     assert graph.replaying and graph.failure is None
     for a, b in zip(plain.network.parameters(), replayed.network.parameters(), strict=True):
         torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6)
@@ -48,19 +61,23 @@ def test_warm_up_steps_leave_the_model_and_optimizer_untouched():
     before = [p.detach().clone() for p in spec.network.parameters()]
     optimizer = spec.make_optimizer(spec.network.parameters())
     images, labels = data()
-    graph = StepGraph(spec, optimizer, images, labels, 32, "fp32", Eager())
-    graph._record(torch.arange(32))
+    backend, holder = replay_like(spec, optimizer)
+    graph = holder["graph"] = StepGraph(spec, optimizer, images, labels, 32, "fp32", backend)
+    graph.prepare()
     for p, q in zip(spec.network.parameters(), before, strict=True):
         assert torch.equal(p, q)
-    assert optimizer.steps_taken == 0 and all(p.grad is None for p in spec.network.parameters())
     assert all(state["step"].item() == 0 and state["exp_avg"].abs().sum() == 0 for state in optimizer.state.values())
     assert graph.loss_sum.item() == 0 and graph.correct.item() == 0
     assert [g["lr"] for g in optimizer.param_groups] == [1e-3]
 
 
-class FailingRecorder(Eager):
+class FailingRecorder:
     def __init__(self, error):
         self.error = error
+
+    def warm_up(self, step, times):
+        for _ in range(times):
+            step()
 
     def record(self, step):
         raise self.error
@@ -79,3 +96,32 @@ def test_a_step_that_cannot_be_recorded_still_trains_the_same_and_says_why():
 def test_out_of_memory_while_recording_is_not_hidden():
     with pytest.raises(torch.OutOfMemoryError):
         train("mlp:1", FailingRecorder(torch.OutOfMemoryError("CUDA out of memory")))
+
+
+def test_replay_like_runs_no_python_per_step():
+    """What a replay does to Python, shown on Keras Adam's Python step count: it never moves."""
+    torch.manual_seed(0)
+    spec = create_model("mlp:1", SHAPE, 10)
+    optimizer = spec.make_optimizer(spec.network.parameters())
+    images, labels = data()
+    backend, holder = replay_like(spec, optimizer)
+    graph = holder["graph"] = StepGraph(spec, optimizer, images, labels, 32, "fp32", backend)
+    graph.prepare()
+    recorded = optimizer.steps_taken
+    for _ in range(5):
+        graph.run(torch.arange(32))
+    assert optimizer.steps_taken == recorded  # Python did not run
+    assert all(state["step"].item() == 5 for state in optimizer.state.values())  # the device did
+
+
+def test_the_partial_batch_after_replayed_steps_uses_the_devices_step_count():
+    """Keras Adam's epsilon depends on the step count; after replays only the device knows it.
+
+    An eager last batch that trusted the Python count would take step 2 instead of step 4: its
+    epsilon would be about 20x too large, once per epoch.
+    """
+    plain, _, _ = train("mlp:1", None, epochs=1)
+    replayed, _, graph = train("mlp:1", "replay", epochs=1)
+    assert all(state["step"].item() == 4 for state in graph.optimizer.state.values())
+    for a, b in zip(plain.network.parameters(), replayed.network.parameters(), strict=True):
+        torch.testing.assert_close(b, a, rtol=1e-6, atol=1e-7)

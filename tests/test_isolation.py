@@ -11,15 +11,18 @@ from pathlib import Path
 import pytest
 
 import trainspeed
-from trainspeed import runner
+from trainspeed import execute, isolation, plan
+from trainspeed.cases import CaseKey, Workload
 from trainspeed.errors import ResultsError
+from trainspeed.fold import fold_case
 from trainspeed.report.build import write_report
 from trainspeed.report.comparison import compare
-from trainspeed.results import CaseResult, RepeatRecord, RunResult
+from trainspeed.results import CaseResult, Failure, Measurement, RunResult
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 # 3,200 images at batch 32: 100 steps, so a fault at the first progress report (step 50) is mid-epoch.
 QUICK = dict(dataset="synthetic", limit=3200, devices=["cpu"], epochs=2, synthetic_shape=(8, 8, 1))
+CNN = CaseKey(Workload("cnn", "synthetic", (3, 32, 32), 50_000, 10_000, 32, "fp32"), "cpu")
 
 
 def statuses(result: RunResult) -> dict[str, str]:
@@ -43,7 +46,7 @@ def test_a_child_killed_mid_epoch_costs_only_its_case_and_resume_completes(tmp_p
     assert statuses(saved) == {"mlp:1": "failed", "mlp:2": "ok"}
 
     monkeypatch.delenv("TRAINSPEED_FAULT")
-    resumed = runner.resume_run(tmp_path)
+    resumed = execute.resume_run(tmp_path)
     assert statuses(resumed) == {"mlp:1": "ok", "mlp:2": "ok"}
     # The finished case was kept as it was, not measured again.
     assert resumed.case("mlp:2", "cpu").epoch_s == fine.epoch_s
@@ -72,17 +75,17 @@ def test_out_of_memory_in_a_child_finds_the_largest_batch(tmp_path, monkeypatch)
 
 
 def test_data_gone_before_a_case_fails_that_case_with_the_reason(tmp_path):
-    config = runner.make_config(models=["mlp:1"], **QUICK)
-    data = runner.load_data(config)
+    config = plan.make_config(models=["mlp:1"], **QUICK)
+    data, _ = plan.load_data(config)
     from dataclasses import replace
 
     vanished = replace(data, name="cifar10", source=str(tmp_path / "removed"))
-    spec = runner.CaseSpec("mlp:1", "cpu", 32, "fp32")
+    key = CaseKey(plan.workload(vanished, "mlp:1", 32, "fp32"), "cpu")
     from trainspeed.progress import EpochProgress
 
     with EpochProgress() as progress:
-        outcome = runner.run_in_child(config, spec, 1, vanished, progress)
-    assert outcome.status == "failed" and "removed does not exist" in outcome.error
+        outcome = isolation.measure_in_child(config, key, 1, vanished, progress)
+    assert isinstance(outcome, Failure) and "removed does not exist" in outcome.reason
 
 
 def test_results_that_cannot_be_written_say_so_and_keep_the_last_copy(tmp_path, monkeypatch):
@@ -182,17 +185,17 @@ def test_repeats_are_kept_with_their_median_and_spread(tmp_path):
 
 
 def test_noisy_spread_is_flagged_in_table_and_report(tmp_path):
-    case = CaseResult("cnn", "cpu", "synthetic", 32, train_images=50_000, epoch_s=[12.0, 10.0])
-    for steady in (10.0, 11.0, 12.0):
-        outcome = CaseResult("cnn", "cpu", "synthetic", 32, train_images=50_000, epoch_s=[12.0, steady],
-                             first_epoch_s=12.0, steady_epoch_s=steady)
-        runner.merge_repeat(case, outcome, repeats_wanted=3)
-    assert case.status == "ok" and case.steady_epoch_s == 11.0 and case.noisy
+    key = CNN
+    repeats = [Measurement(i + 1, steady, epoch_s=(12.0, steady), first_epoch_s=12.0)
+               for i, steady in enumerate((10.0, 11.0, 12.0))]
+    partial = fold_case(key, repeats[:2], repeats_wanted=3, epochs=2)
+    assert partial.status == "partial" and partial.steady_epoch_s == 10.5
+    case = fold_case(key, repeats, repeats_wanted=3, epochs=2)
+    assert case.status == "ok" and case.steady_epoch_s == 11.0 and case.noisy and case.repeats == repeats
     assert case.steady_cv == pytest.approx(0.0742, abs=1e-4)  # pstdev 0.8165 / mean 11
-    quiet = CaseResult("cnn", "cpu", "synthetic", 32, train_images=50_000)
-    runner.merge_repeat(quiet, CaseResult("cnn", "cpu", "synthetic", 32, train_images=50_000,
-                                          epoch_s=[12.0, 10.0, 10.1, 10.05], first_epoch_s=12.0, steady_epoch_s=10.05),
-                        repeats_wanted=1)
+    assert case.images_per_s == pytest.approx(50_000 / 11.0)
+    quiet = fold_case(key, [Measurement(1, 10.05, epoch_s=(12.0, 10.0, 10.1, 10.05), first_epoch_s=12.0)],
+                      repeats_wanted=1, epochs=4)
     assert quiet.spread_of == "epochs" and not quiet.noisy
     result = RunResult("0.1.0", "now", {}, {}, cases=[case, quiet])
     markdown = write_report(compare([(None, result)]), tmp_path)[0].read_text()
@@ -225,16 +228,17 @@ def test_a_generous_budget_runs_the_case_in_full():
 
 
 def test_exit_descriptions():
-    assert runner.describe_exit(-9, "") == ("the case's process was killed by SIGKILL (often the kernel's "
-                                            "out-of-memory killer: try a smaller --batch-size)")
-    assert runner.describe_exit(-11, "") == "the case's process was killed by SIGSEGV (a crash in native code)"
-    assert runner.describe_exit(1, "ValueError: x") == "the case's process failed with exit status 1: ValueError: x"
+    assert isolation.describe_exit(-9, "") == ("the case's process was killed by SIGKILL (often the kernel's "
+                                               "out-of-memory killer: try a smaller --batch-size)")
+    assert isolation.describe_exit(-11, "") == "the case's process was killed by SIGSEGV (a crash in native code)"
+    assert isolation.describe_exit(1, "ValueError: x") == ("the case's process failed with exit status 1: "
+                                                           "ValueError: x")
 
 
 def test_other_processes_loading_the_cpu_are_noticed():
     import torch
 
-    from trainspeed import validity
+    from trainspeed.machine import validity
 
     before = validity.Snapshot(wall_s=0.0, own_cpu_s=0.0, machine=(1000, 5000), throttle_count=3, load_average=2.0)
     ticks = os.sysconf("SC_CLK_TCK")
@@ -243,6 +247,7 @@ def test_other_processes_loading_the_cpu_are_noticed():
                               throttle_count=5, load_average=3.1)
     assert validity.other_cpu_load(before, after) == pytest.approx(1.0)
     cpu = torch.device("cpu")
+    assert validity.under_load(cpu, before, after) and not validity.under_load(torch.device("cuda"), before, after)
     found = validity.warnings_for(cpu, cpu, before, after)
     assert found[0] == ("other processes used 1.0 cores during this CPU case (load average 2.0 -> 3.1); "
                         "its time is too high")
@@ -253,17 +258,15 @@ def test_other_processes_loading_the_cpu_are_noticed():
 
 
 def test_resume_keeps_an_interrupted_cases_finished_repeats_and_redoes_failures():
-    from trainspeed.data import load_dataset
-
-    data = load_dataset("synthetic", runner.DataOptions(synthetic_train=10, synthetic_test=2))
-    interrupted = CaseResult("cnn", "cpu", "synthetic", 32, status="interrupted", error="stopped by the user",
-                             repeats=[RepeatRecord(1, [2.0, 1.0], 2.0, 1.0)])
-    failed = CaseResult("ann", "cpu", "synthetic", 32, status="failed", error="out of memory")
-    result = RunResult("0.1.0", "now", {}, {}, cases=[interrupted, failed])
-    kept = runner._entry_for(result, runner.CaseSpec("cnn", "cpu", 32, "fp32"), data, 2)
-    assert kept is interrupted and kept.status == "partial" and len(kept.repeats) == 1 and kept.error is None
-    redone = runner._entry_for(result, runner.CaseSpec("ann", "cpu", 32, "fp32"), data, 2)
-    assert redone is not failed and redone.status == "partial" and redone.repeats == [] and result.cases[1] is redone
+    key = CNN
+    first = Measurement(1, 1.0, epoch_s=(2.0, 1.0), first_epoch_s=2.0)
+    interrupted = fold_case(key, [first], repeats_wanted=2, epochs=2, interrupted=True)
+    assert interrupted.status == "interrupted" and interrupted.steady_epoch_s == 1.0
+    assert plan.repeats_to_keep(interrupted) == [first]
+    failed = fold_case(key, [], repeats_wanted=2, epochs=2, failure=Failure("out of memory"))
+    assert failed.status == "failed" and failed.error == "out of memory" and plan.repeats_to_keep(failed) == []
+    finished = fold_case(key, [first, first], repeats_wanted=2, epochs=2)
+    assert finished.ok and plan.repeats_to_keep(finished) is None and plan.repeats_to_keep(None) == []
 
 
 def test_start_up_is_measured_part_by_part(tmp_path):

@@ -4,11 +4,11 @@ import pytest
 import torch
 
 import trainspeed
-from trainspeed import precision
 from trainspeed.config import RunConfig
+from trainspeed.engine.step import forward
 from trainspeed.errors import ConfigError
+from trainspeed.machine import precision
 from trainspeed.models import create_model
-from trainspeed.train import forward
 
 CPU = torch.device("cpu")
 

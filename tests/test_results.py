@@ -3,7 +3,8 @@ import json
 import pytest
 
 from trainspeed.errors import ResultsError
-from trainspeed.results import SCHEMA_VERSION, CaseResult, EpochRecord, RunResult, fill_speedups
+from trainspeed.fold import with_speedups
+from trainspeed.results import SCHEMA_VERSION, CaseResult, EpochRecord, RunResult
 
 
 def sample_result() -> RunResult:
@@ -20,8 +21,12 @@ def sample_result() -> RunResult:
 
 def test_speedups_compare_like_with_like():
     result = sample_result()
-    fill_speedups(result.cases)
-    assert [c.speedup_vs_cpu for c in result.cases] == [1.0, 9.0, None, None, None]
+    assert [c.speedup_vs_cpu for c in with_speedups(result.cases)] == [1.0, 9.0, None, None, None]
+    # The same model and batch on 500 training images is another workload: no CPU time to compare with.
+    from dataclasses import replace
+
+    fewer = replace(result.cases[1], train_images=500)
+    assert with_speedups([result.cases[0], fewer])[1].speedup_vs_cpu is None
 
 
 def test_results_round_trip_through_json(tmp_path):

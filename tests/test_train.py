@@ -3,8 +3,10 @@ import pytest
 import torch
 
 import trainspeed
+from trainspeed.engine.evaluate import evaluate, predict
+from trainspeed.engine.loop import train_epoch
+from trainspeed.engine.step import DeviceData
 from trainspeed.models import create_model
-from trainspeed.train import DeviceData, evaluate, predict, train_epoch
 
 SHAPE = (3, 32, 32)
 
@@ -77,21 +79,34 @@ def test_run_keeps_models_for_predict():
                             synthetic_shape=(8, 8, 1), out=None, keep_models=True)
     case = result.case("mlp:1", "cpu")
     assert case.warmup_steps == 2 and case.epoch_s and case.first_epoch_s == case.steady_epoch_s
-    prediction = trainspeed.predict(result.models[("mlp:1", "cpu")], np.zeros((3, 8, 8, 1), np.uint8))
+    prediction = trainspeed.predict(result.trained("mlp:1", "cpu"), np.zeros((3, 8, 8, 1), np.uint8))
     assert len(prediction.classes) == 3 and prediction.classes[0].startswith("class ")
 
 
-def test_out_of_memory_fails_one_case_and_keeps_the_others(tmp_path, monkeypatch):
-    from trainspeed import runner
+def test_kept_models_of_a_batch_sweep_are_all_kept_under_their_own_case():
+    result = trainspeed.run(models=["mlp:1"], devices=["cpu"], dataset="synthetic", limit=64, epochs=1,
+                            synthetic_shape=(8, 8, 1), batch_sizes=[16, 32], out=None, keep_models=True)
+    assert sorted(key.workload.batch_size for key in result.models) == [16, 32]
+    small, large = result.trained("mlp:1", "cpu", batch_size=16), result.trained("mlp:1", "cpu", batch_size=32)
+    assert small is not large
+    assert not all(torch.equal(a, b) for a, b in zip(small.network.parameters(), large.network.parameters(),
+                                                      strict=True))
+    assert result.case("mlp:1", "cpu", batch_size=32).batch_size == 32
+    with pytest.raises(KeyError, match="2 cases match mlp:1 on cpu.*name batch_size or precision"):
+        result.case("mlp:1", "cpu")
 
-    real_train_epoch = runner.train_epoch
+
+def test_out_of_memory_fails_one_case_and_keeps_the_others(tmp_path, monkeypatch):
+    from trainspeed import measure
+
+    real_train_epoch = measure.train_epoch
 
     def train_epoch_that_runs_out_of_memory(spec, *args, **kwargs):
         if spec.name == "mlp:2":
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return real_train_epoch(spec, *args, **kwargs)
 
-    monkeypatch.setattr(runner, "train_epoch", train_epoch_that_runs_out_of_memory)
+    monkeypatch.setattr(measure, "train_epoch", train_epoch_that_runs_out_of_memory)
     result = trainspeed.run(models=["mlp:2", "mlp:1"], devices=["cpu"], dataset="synthetic", limit=64, epochs=2,
                             synthetic_shape=(8, 8, 1), batch_sizes=[64], out=str(tmp_path), isolate=False)
     failed, fine = result.cases

@@ -2,10 +2,10 @@
 
     import trainspeed
     result = trainspeed.run(models=["cnn"], devices=["cpu"], epochs=1, keep_models=True)
-    prediction = trainspeed.predict(result.models[("cnn", "cpu")], images)
+    prediction = trainspeed.predict(result.trained("cnn", "cpu"), images)
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = ["__version__", "run", "predict", "RunConfig", "RunResult", "list_models", "list_datasets"]
 
@@ -13,10 +13,10 @@ __all__ = ["__version__", "run", "predict", "RunConfig", "RunResult", "list_mode
 def __getattr__(name: str):
     # Imported on first use so that `trainspeed --version` does not pay for importing torch.
     if name == "run":
-        from .runner import run
+        from .execute import run
         return run
     if name == "predict":
-        from .train import predict
+        from .engine.evaluate import predict
         return predict
     if name == "RunConfig":
         from .config import RunConfig

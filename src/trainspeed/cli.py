@@ -91,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_devices(args: argparse.Namespace, console: Console) -> int:
-    from .devices import report
+    from .machine.describe import report
     from .report.terminal import devices_table
 
     console.print(devices_table(report()))
@@ -100,8 +100,8 @@ def cmd_devices(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
     from .config import DEFAULT_MODELS, RunConfig
-    from .report.terminal import results_table
-    from .runner import resume_run, run
+    from .execute import resume_run, run
+    from .report.terminal import results_table, warning_lines
 
     config = RunConfig(
         models=args.models or list(DEFAULT_MODELS), devices=args.devices, dataset=args.dataset,
@@ -125,11 +125,8 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     # Files first: a closed terminal or pipe must not cost the report.
     comparison, written = _build_report([(None, result)], Path(args.out), None)
     console.print(results_table(result))
-    for case in result.cases:
-        for warning in case.warnings:
-            console.print(f"[yellow]warning:[/] {case.model} on {case.device}: {warning}")
-        if case.noisy:
-            console.print(f"[yellow]warning:[/] {case.model} on {case.device} is noisy: {NOISE_ADVICE}")
+    for line in warning_lines(result):
+        console.print(line)
     console.print(f"results: {results_file}")
     _print_report(comparison, written, console)
     return 0 if all(case.ok for case in result.cases) else 1
@@ -173,9 +170,6 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> int:
     _write_report(labelled, args.out, args.baseline, console)
     return 0
 
-
-NOISE_ADVICE = ("its steady epoch times vary by more than 5%, so smaller differences are not results; "
-                "close other programs and rerun with --repeats 5")
 
 COMMANDS = {"devices": cmd_devices, "run": cmd_run, "report": cmd_report, "compare": cmd_compare}
 

@@ -37,7 +37,7 @@ class RunConfig:
     find_max_batch: bool = False
     # Each case in its own child process, so a crash or out-of-memory error costs only that case.
     isolate: bool = True
-    # On CUDA, replay each training step from a recorded CUDA graph (see graphs.py).
+    # On CUDA, replay each training step from a recorded CUDA graph (see engine/graph.py).
     cuda_graphs: bool = True
 
     @classmethod

@@ -40,6 +40,10 @@ class ModelSpec:
         return sum(p.numel() for p in self.network.parameters())
 
     @property
+    def convolutional(self) -> bool:
+        return any(isinstance(m, nn.Conv2d) for m in self.network.modules())
+
+    @property
     def num_classes(self) -> int:
         last = [m for m in self.network.modules() if isinstance(m, nn.Linear)][-1]
         return last.out_features
@@ -70,13 +74,18 @@ def check_model_name(name: str) -> None:
     create_model(name, (1, 8, 8), 2)
 
 
-def create_model(name: str, image_shape: ImageShape, num_classes: int) -> ModelSpec:
+def create_model(name: str, image_shape: ImageShape, num_classes: int,
+                 memory_format: torch.memory_format | None = None) -> ModelSpec:
+    """The named model, initialized as Keras does; `memory_format` overrides a convolutional
+    model's own choice of activation layout (the layout never changes the math)."""
     base, _, argument = name.partition(":")
     entry = _MODELS.get(base)
     if entry is None:
         raise ConfigError(f"unknown model {name!r}; choose from: {', '.join(list_models())}")
     spec = entry[0](image_shape, num_classes, argument)
     spec.image_shape = tuple(image_shape)
+    if memory_format is not None and spec.convolutional:
+        spec.memory_format = memory_format
     keras_init(spec.network)
     spec.network.to(memory_format=spec.memory_format)
     return spec

@@ -9,14 +9,15 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from .cases import CaseKey, Workload, matching
 from .errors import ResultsError
-from .stats import speedup
 
-SCHEMA_VERSION = 1
+# 2: the image shape on every case; repeats hold whole measurements.
+SCHEMA_VERSION = 2
 RESULTS_FILE = "results.json"
 
 
-@dataclass
+@dataclass(frozen=True)
 class EpochRecord:
     epoch: int
     seconds: float
@@ -24,7 +25,7 @@ class EpochRecord:
     train_accuracy: float
 
 
-@dataclass
+@dataclass(frozen=True)
 class StartupCost:
     """What a case paid once before training at full speed: what a one-epoch notebook timing includes.
 
@@ -34,6 +35,7 @@ class StartupCost:
     process_s: float | None = None  # from launching Python to torch and trainspeed imported
     data_s: float | None = None  # reading the data set and copying it to the device
     build_s: float | None = None  # building the model and its optimizer on the device
+    graph_record_s: float | None = None  # recording the CUDA graph (with its untrained warm-up steps)
     first_step_s: float | None = None  # lazy initialization, kernel selection, first allocations
     steady_step_s: float | None = None  # one step once warm, for scale
 
@@ -46,24 +48,65 @@ class StartupCost:
     @property
     def total_s(self) -> float:
         """Everything paid before steady training: the parts, plus the first step beyond a steady one."""
-        parts = (self.process_s, self.data_s, self.build_s, self.first_step_extra_s)
+        parts = (self.process_s, self.data_s, self.build_s, self.graph_record_s, self.first_step_extra_s)
         return sum(part for part in parts if part is not None)
 
 
-@dataclass
-class RepeatRecord:
-    """One repeat of a case: a fresh model trained (or, under a time budget, stepped) from the seed."""
+@dataclass(frozen=True)
+class Measurement:
+    """One repeat of a case, as measured: built once by the measuring code and never changed.
+
+    A fresh model trained from the seed (or, under a time budget, stepped). The case's figures
+    are folded from its repeats by fold.py.
+    """
 
     repeat: int
-    epoch_s: list[float]
-    first_epoch_s: float | None
     steady_epoch_s: float
-    projected: bool = False
+    epoch_s: tuple[float, ...] = ()
+    first_epoch_s: float | None = None
+    projected: bool = False  # a time budget cut the repeat short: steady_epoch_s is projected
     measured_steps: int | None = None  # steps a projected epoch time rests on
+    history: tuple[EpochRecord, ...] = ()
+    train_loss: float | None = None
+    train_accuracy: float | None = None
+    test_loss: float | None = None
+    test_accuracy: float | None = None  # 0-1
+    eval_s: float | None = None
+    confusion_matrix: list[list[int]] | None = None  # [true class][predicted class] on the test set
+    sample_predictions: list[int] | None = None  # predicted class of each of the data set's sample images
+    warmup_steps: int = 0  # untimed steps before a single timed epoch
+    steps_per_epoch: int = 0
+    params: int | None = None
+    flops_per_step: float | None = None
+    bytes_per_step: float | None = None
+    peak_memory_bytes: int | None = None  # the device's; the host's for the CPU
+    peak_host_memory_bytes: int | None = None
+    other_cpu_load: float | None = None  # cores used by other processes during the repeat
+    under_load: bool = False  # other processes used the CPU enough to make a CPU time too high
+    warnings: tuple[str, ...] = ()
+    startup: StartupCost | None = None
+    cuda_graph: bool = False  # full-batch steps were replayed from a recorded CUDA graph
+    memory_format: str | None = None  # the activations' layout: "channels_last" or "contiguous"
+    layout_choice: str | None = None  # how the layout was chosen, with the measured step times
+    device_name: str = ""
+    cpu_threads: int | None = None
 
 
-@dataclass
+@dataclass(frozen=True)
+class Failure:
+    """A repeat that produced no measurement, and why."""
+
+    reason: str
+    peak_memory_bytes: int | None = None
+    memory_total_bytes: int | None = None
+    max_batch_size: int | None = None  # the largest batch that fit, after an out-of-memory failure
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class CaseResult:
+    """A case's figures, folded from its repeats (fold.py); the flat record reports read."""
+
     model: str
     device: str
     dataset: str
@@ -72,6 +115,7 @@ class CaseResult:
     device_name: str = ""
     status: str = "ok"  # "ok", "failed", "interrupted", or "partial" while repeats remain
     error: str | None = None
+    image_shape: tuple[int, ...] = ()  # (channels, height, width)
     params: int | None = None
     epochs: int = 0
     train_images: int = 0
@@ -98,7 +142,7 @@ class CaseResult:
     # A time budget cut the case short: steady_epoch_s is projected from measured_steps timed steps.
     projected: bool = False
     measured_steps: int | None = None
-    repeats: list[RepeatRecord] = field(default_factory=list)
+    repeats: list[Measurement] = field(default_factory=list)
     # Spread of the steady epoch time over repeats (or, with one repeat, over the steady epochs).
     steady_min_s: float | None = None
     steady_max_s: float | None = None
@@ -107,20 +151,32 @@ class CaseResult:
     noisy: bool = False
     warnings: list[str] = field(default_factory=list)
     other_cpu_load: float | None = None  # cores used by other processes during the case
+    under_load: bool = False  # measured while other processes used the CPU: its time is too high
     memory_total_bytes: int | None = None
     max_batch_size: int | None = None  # the largest batch that fit, after an out-of-memory failure
     # The roofline: work per step from the layer shapes, and how it compares with measured peaks.
     flops_per_step: float | None = None
     bytes_per_step: float | None = None
     achieved_flops_per_s: float | None = None
-    mfu: float | None = None  # achieved / the device's measured fp32 matmul peak
+    mfu: float | None = None  # achieved / the device's measured matmul peak in the case's precision
     floor_epoch_s: float | None = None  # max(FLOPs / peak, bytes / bandwidth) for an epoch
     startup: StartupCost | None = None  # of the first repeat
     cuda_graph: bool = False  # full-batch steps were replayed from a recorded CUDA graph
+    memory_format: str | None = None  # the activations' layout, and how it was chosen
+    layout_choice: str | None = None
 
     @property
     def ok(self) -> bool:
         return self.status == "ok"
+
+    @property
+    def workload(self) -> Workload:
+        return Workload(self.model, self.dataset, tuple(self.image_shape), self.train_images, self.test_images,
+                        self.batch_size, self.precision)
+
+    @property
+    def key(self) -> CaseKey:
+        return CaseKey(self.workload, self.device)
 
 
 @dataclass
@@ -160,17 +216,43 @@ class RunResult:
     cases: list[CaseResult] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     schema_version: int = SCHEMA_VERSION
-    # Trained networks by (model, device), kept in memory only when asked for; never written.
-    models: dict[tuple[str, str], Any] = field(default_factory=dict, repr=False, compare=False)
+    # Trained networks by case, kept in memory only when asked for; never written.
+    models: dict[CaseKey, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: _plain(getattr(self, f.name)) for f in fields(self) if f.name != "models"}
 
-    def case(self, model: str, device: str) -> CaseResult:
-        for case in self.cases:
-            if case.model == model and case.device == device:
-                return case
-        raise KeyError(f"no case for {model} on {device}")
+    def find(self, model: str, device: str, batch_size: int | None = None, precision: str | None = None) -> CaseKey:
+        """The one case matching the criteria; naming batch size or precision settles a sweep."""
+        keys = [case.key for case in self.cases]
+        found = matching(keys, model=model, device=device, batch_size=batch_size, precision=precision)
+        if len(found) == 1:
+            return found[0]
+        if not found:
+            raise KeyError(f"no case for {model} on {device}"
+                           + (f" at batch {batch_size}" if batch_size is not None else "")
+                           + (f" in {precision}" if precision is not None else ""))
+        choices = "; ".join(key.label(("batch_size", "precision")) for key in found)
+        raise KeyError(f"{len(found)} cases match {model} on {device} ({choices}): name batch_size or precision")
+
+    def case(self, model: str, device: str, batch_size: int | None = None, precision: str | None = None) -> CaseResult:
+        key = self.find(model, device, batch_size, precision)
+        return next(case for case in self.cases if case.key == key)
+
+    def trained(self, model: str, device: str, batch_size: int | None = None, precision: str | None = None):
+        """The trained network of a case (runs with keep_models=True), for trainspeed.predict."""
+        key = self.find(model, device, batch_size, precision)
+        if key not in self.models:
+            raise KeyError(f"the {key.label()} network was not kept: run with keep_models=True")
+        return self.models[key]
+
+    def put(self, case: CaseResult) -> None:
+        """Store a case in place of any earlier one with the same key."""
+        for index, existing in enumerate(self.cases):
+            if existing.key == case.key:
+                self.cases[index] = case
+                return
+        self.cases.append(case)
 
     def write(self, path: Path) -> Path:
         """Write atomically: a crash at any moment leaves the old file or the new one, whole."""
@@ -199,9 +281,11 @@ class RunResult:
                 f"({SCHEMA_VERSION}); upgrade trainspeed"
             )
         try:
-            cases = [case_from_dict(case) for case in data["cases"]]
             dataset = DatasetInfo(**data["dataset"]) if data.get("dataset") else None
-            known = {f.name for f in fields(cls)} - {"cases", "dataset"}
+            # Schema 1 kept the image shape only with the data set; every case of a run shares it.
+            shape = tuple(dataset.image_shape) if dataset else ()
+            cases = [case_from_dict({"image_shape": shape, **case}) for case in data["cases"]]
+            known = {f.name for f in fields(cls)} - {"cases", "dataset", "schema_version"}
             return cls(**{k: v for k, v in data.items() if k in known}, dataset=dataset, cases=cases)
         except (TypeError, KeyError) as error:
             raise ResultsError(f"{source} is not a valid trainspeed results file ({error})") from None
@@ -224,27 +308,40 @@ def _umask() -> int:
 
 
 def _plain(value: Any) -> Any:
-    return asdict(value) if hasattr(value, "__dataclass_fields__") else [
-        _plain(item) for item in value] if isinstance(value, list) else value
+    if hasattr(value, "__dataclass_fields__"):
+        return asdict(value)
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    return value
 
 
-def fill_speedups(cases: list[CaseResult]) -> None:
-    """Each case's speedup over the CPU case with the same model, data, batch and precision."""
-    def key(case: CaseResult) -> tuple:
-        return case.model, case.dataset, case.batch_size, case.precision
+def _known(cls, data: dict[str, Any], nested: tuple[str, ...]) -> dict[str, Any]:
+    names = {f.name for f in fields(cls)} - set(nested)
+    return {k: v for k, v in data.items() if k in names}
 
-    cpu_times = {key(c): c.steady_epoch_s for c in cases if c.device == "cpu" and c.ok and c.steady_epoch_s}
-    for case in cases:
-        baseline = cpu_times.get(key(case))
-        case.speedup_vs_cpu = speedup(baseline, case.steady_epoch_s) if baseline and case.ok else None
+
+def _startup(data: dict[str, Any] | None) -> StartupCost | None:
+    return StartupCost(**data) if data else None
+
+
+def measurement_from_dict(data: dict[str, Any]) -> Measurement:
+    """A repeat from its JSON form (schema 1 kept only the timings of a repeat)."""
+    nested = ("history", "startup", "epoch_s", "warnings")
+    return Measurement(**_known(Measurement, data, nested),
+                       epoch_s=tuple(data.get("epoch_s", ())), warnings=tuple(data.get("warnings", ())),
+                       history=tuple(EpochRecord(**record) for record in data.get("history", [])),
+                       startup=_startup(data.get("startup")))
+
+
+def failure_from_dict(data: dict[str, Any]) -> Failure:
+    return Failure(**_known(Failure, data, ("warnings",)), warnings=tuple(data.get("warnings", ())))
 
 
 def case_from_dict(data: dict[str, Any]) -> CaseResult:
-    """A case from its JSON form (a results file, or a worker process's message)."""
-    known = {f.name for f in fields(CaseResult)} - {"history", "repeats", "startup"}
-    history = [EpochRecord(**record) for record in data.get("history", [])]
-    repeats = [RepeatRecord(**record) for record in data.get("repeats", [])]
-    startup = StartupCost(**data["startup"]) if data.get("startup") else None
-    return CaseResult(**{k: v for k, v in data.items() if k in known}, history=history, repeats=repeats,
-                      startup=startup)
-
+    """A case from its JSON form in a results file."""
+    nested = ("history", "repeats", "startup", "image_shape")
+    return CaseResult(**_known(CaseResult, data, nested),
+                      image_shape=tuple(data.get("image_shape", ())),
+                      history=[EpochRecord(**record) for record in data.get("history", [])],
+                      repeats=[measurement_from_dict(record) for record in data.get("repeats", [])],
+                      startup=_startup(data.get("startup")))

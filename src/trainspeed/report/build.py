@@ -5,11 +5,13 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ..results import CaseResult, RunResult
+from ..cases import CaseKey, Workload, varying_axes
+from ..results import CaseResult
 from . import charts
-from .comparison import CaseKey, Comparison, crossovers, headlines, pivots, precision_effects
+from .comparison import Comparison, crossovers, headlines, pivots, precision_effects
 from .document import Block, Bullets, Heading, Image, Paragraph, Table, to_html, to_markdown
-from .units import seconds_cell
+from .settings import machine_lines, run_settings, settings_table
+from .units import LOAD_ADVICE, bytes_text, seconds_cell, times
 
 REPORT_MD = "report.md"
 REPORT_HTML = "report.html"
@@ -19,89 +21,58 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower()
 
 
-def _bytes(value: int | None) -> str:
-    if not value:
-        return "-"
-    return f"{value / 2**30:.2f} GiB" if value >= 2**30 else f"{value / 2**20:.0f} MiB"
-
-
 def _accuracy(case: CaseResult) -> str:
     if case.test_accuracy is None:
         return "-"
     return f"{case.test_accuracy:.1%}" + ("" if case.accuracy_meaningful else " *")
 
 
-def _machine_lines(label: str | None, result: RunResult) -> list[str]:
-    env = result.environment
-    cpu = env.get("cpu", {})
-    prefix = f"{label}: " if label else ""
-    lines = [f"{prefix}CPU: {cpu.get('model', '?')}, {cpu.get('logical_cores', '?')} logical cores, "
-             f"{cpu.get('threads', '?')} threads used; PyTorch kernels {cpu.get('torch_capability', '?')}; "
-             f"ISA {' '.join(cpu.get('features', [])) or 'unknown'}"
-             + (f"; governor {cpu['governor']}" if cpu.get("governor") else "")]
-    for gpu in env.get("gpus", []):
-        memory = _bytes(gpu.get("memory_bytes"))
-        facts = ", ".join(f"{name} {gpu[key]}" for name, key in
-                          (("compute capability", "compute_capability"), ("driver", "driver"),
-                           ("CUDA", "cuda"), ("cuDNN", "cudnn")) if gpu.get(key))
-        lines.append(f"{prefix}GPU {gpu.get('device')}: {gpu.get('name')}, {memory}" + (f", {facts}" if facts else ""))
-    if not env.get("gpus"):
-        lines.append(f"{prefix}no GPU: {env.get('no_gpu_reason') or 'none found'}")
-    lines.append(f"{prefix}software: Python {env.get('python')}, PyTorch {env.get('torch')}, "
-                 f"{env.get('os')}, trainspeed {result.trainspeed_version}")
-    return lines
-
-
-def _settings(result: RunResult) -> list[str]:
-    config, data = result.config, result.dataset
-    lines = [f"models: {', '.join(config.get('models', []))}",
-             f"epochs: {config.get('epochs')}, batch sizes: {', '.join(map(str, config.get('batch_sizes', [])))}, "
-             f"precision: {', '.join(config.get('precisions') or [config.get('precision', 'fp32')])}, "
-             f"seed: {config.get('seed')}",
-             f"measured: {result.created}"]
-    if data:
-        lines.insert(1, f"data: {data.name} ({data.train_images:,} training and {data.test_images:,} test images, "
-                        f"from {data.source})")
-    return lines
-
-
 def _main_table(comparison: Comparison) -> Table:
-    several_batches = len(comparison.batch_sizes()) > 1
-    lead_headers = ["model"] + (["batch"] if several_batches else []) + (
-        ["precision"] if comparison.shows_precision() else [])
-    headers = lead_headers + [
+    headers = _lead_headers(comparison) + [
         "device", "first epoch s", "steady s/epoch", "images/s", "MFU (floor s)",
         f"speedup vs {'CPU' if comparison.baseline == 'cpu' else comparison.baseline}",
         "test accuracy", "peak memory"]
     headers.insert(headers.index("images/s"), "spread")
     rows, flagged = [], set()
-    for key, cells in comparison.rows.items():
-        for column in comparison.columns:
-            case = cells.get(column)
-            if case is None:
-                continue
-            lead = [key.model] + ([str(key.batch_size)] if several_batches else []) + (
-                [key.precision] if comparison.shows_precision() else [])
-            device = f"{column}\n{case.device_name}" if case.device_name else column
-            if not case.ok:
-                flagged.add((len(rows), len(lead) + 1))
-                rows.append(lead + [device, f"{case.status}: {case.error or 'no reason recorded'}"] + [""] * 7)
-                continue
-            ratio = comparison.speedup(key, column)
-            first = seconds_cell(case.first_epoch_s) + (" (warmed up)" if case.warmup_steps else "")
-            steady = seconds_cell(case.steady_epoch_s) + (
-                f"\nprojected from {case.measured_steps} steps" if case.projected else "")
-            if case.noisy:
-                flagged.add((len(rows), len(lead) + 3))
-            rows.append(lead + [device, first, steady, _spread(case),
-                                f"{case.images_per_s:,.0f}" if case.images_per_s else "-", _mfu(case),
-                                f"{ratio:.1f}x" if ratio else "-", _accuracy(case), _bytes(case.peak_memory_bytes)])
+    for key, column, case in _measured(comparison):
+        lead = _lead(comparison, key)
+        device = f"{column}\n{case.device_name}" if case.device_name else column
+        if not case.ok:
+            flagged.add((len(rows), len(lead) + 1))
+            rows.append(lead + [device, f"{case.status}: {case.error or 'no reason recorded'}"] + [""] * 7)
+            continue
+        first = seconds_cell(case.first_epoch_s) + (" (warmed up)" if case.warmup_steps else "")
+        steady = seconds_cell(case.steady_epoch_s) + (
+            f"\nprojected from {case.measured_steps} steps" if case.projected else "")
+        if comparison.per_image(key):
+            steady += f"\nepochs of {case.train_images:,} images"
+        if case.under_load:
+            steady += "\nunder load"
+            flagged.add((len(rows), len(lead) + 2))
+        if case.noisy:
+            flagged.add((len(rows), len(lead) + 3))
+        rows.append(lead + [device, first, steady, _spread(case),
+                            f"{case.images_per_s:,.0f}" if case.images_per_s else "-", _mfu(case),
+                            _ratio(comparison, key, column), _accuracy(case), bytes_text(case.peak_memory_bytes)])
+    every_case = [case for cells in comparison.rows.values() for case in cells.values()]
     caption = "steady = median of the epochs after the first"
-    if any(not case.accuracy_meaningful for cells in comparison.rows.values() for case in cells.values()):
+    if any(comparison.per_image(key) for key in comparison.rows):
+        caption += ("; per image = compared in images/s, because the files trained on different numbers of "
+                    "images, so their epochs are not compared")
+    if any(case.under_load for case in every_case):
+        caption += f"; under load = measured while other programs used the CPU, so too slow ({LOAD_ADVICE})"
+    if any(not case.accuracy_meaningful for case in every_case):
         caption += "; * random data: accuracy means nothing"
     caption += ("; MFU = achieved FLOP/s over the device's measured matmul peak in the case's precision; "
                 "floor = the least time an epoch can take (FLOPs / peak or bytes / bandwidth)")
     return Table(headers, rows, caption, flagged, text_columns=len(headers) - 8)
+
+
+def _ratio(comparison: Comparison, key: Workload, column: str) -> str:
+    found = comparison.pace(key, column)
+    if found is None:
+        return "-"
+    return times(found.ratio) + (" per image" if found.per_image else "")
 
 
 def _mfu(case: CaseResult) -> str:
@@ -139,35 +110,54 @@ STARTUP_EXPLAINED = (
     "leaves it out.")
 
 
+def _measured(comparison: Comparison) -> list[tuple[Workload, str, CaseResult]]:
+    """Every case shown, with its row and column, in the order of the main table."""
+    return [(key, column, cells[column]) for key, cells in comparison.rows.items()
+            for column in comparison.columns if column in cells]
+
+
+def _lead(comparison: Comparison, key: Workload) -> list[str]:
+    """The cells that tell a row's cases apart: the model, and each axis that varies."""
+    return [key.model] + ([str(key.batch_size)] if len(comparison.batch_sizes()) > 1 else []) + (
+        [key.precision] if comparison.shows_precision() else [])
+
+
+def _lead_headers(comparison: Comparison) -> list[str]:
+    return ["model"] + (["batch"] if len(comparison.batch_sizes()) > 1 else []) + (
+        ["precision"] if comparison.shows_precision() else [])
+
+
 def _startup_table(comparison: Comparison) -> Table | None:
-    cases = [case for cells in comparison.rows.values() for case in cells.values() if case.ok and case.startup]
+    cases = [(key, column, case) for key, column, case in _measured(comparison) if case.ok and case.startup]
     if not cases:
         return None
-    show_precision = comparison.shows_precision()
 
     def cell(value: float | None) -> str:
         return f"{seconds_cell(value)} s" if value is not None else "-"
 
-    rows = [[case.model] + ([case.precision] if show_precision else []) + [
-        case.device, cell(s.process_s), cell(s.data_s), cell(s.build_s), cell(s.first_step_s),
+    rows = [_lead(comparison, key) + [
+        column, cell(s.process_s), cell(s.data_s), cell(s.build_s), cell(s.first_step_s),
         f"{s.steady_step_s * 1e3:.2f} ms" if s.steady_step_s else "-", cell(s.total_s)]
-        for case in cases for s in [case.startup]]
-    headers = ["model"] + (["precision"] if show_precision else []) + [
+        for key, column, case in cases for s in [case.startup]]
+    headers = _lead_headers(comparison) + [
         "device", "Python + imports", "data to device", "model build", "first step", "steady step", "start-up total"]
     return Table(headers, rows, "paid once per process, from its first repeat; total = the parts plus the first "
                  "step's excess over a steady one", text_columns=len(headers) - 6)
 
 
 def _repeats_table(comparison: Comparison) -> Table | None:
-    cases = [case for cells in comparison.rows.values() for case in cells.values() if len(case.repeats) > 1]
+    cases = [(key, column, case) for key, column, case in _measured(comparison) if len(case.repeats) > 1]
     if not cases:
         return None
-    rows = [[case.model, case.device, str(case.batch_size),
+    precision = comparison.shows_precision()
+    rows = [[key.model, column, str(key.batch_size)] + ([key.precision] if precision else []) + [
              ", ".join(seconds_cell(r.steady_epoch_s) for r in case.repeats), seconds_cell(case.steady_epoch_s),
              f"{case.steady_cv:.1%}" if case.steady_cv is not None else "-", "noisy" if case.noisy else "ok"]
-            for case in cases]
-    return Table(["model", "device", "batch", "steady s/epoch of each repeat", "median", "CV", "spread"], rows,
-                 "every repeat, trained from the same seed in a fresh process", text_columns=3)
+            for key, column, case in cases]
+    headers = ["model", "device", "batch"] + (["precision"] if precision else []) + [
+        "steady s/epoch of each repeat", "median", "CV", "spread"]
+    return Table(headers, rows, "every repeat, trained from the same seed in a fresh process",
+                 text_columns=len(headers) - 4)
 
 
 def _comparison_table(comparison: Comparison) -> Table:
@@ -177,15 +167,22 @@ def _comparison_table(comparison: Comparison) -> Table:
         row = [key.model, key.dataset, str(key.batch_size), key.precision]
         for column in comparison.columns:
             case = cells.get(column)
+            found = comparison.pace(key, column)
             if case is None:
                 row.append("-")
             elif not case.ok:
                 row.append(case.status)
+            elif comparison.per_image(key):
+                row.append(f"{case.images_per_s:,.0f} images/s\nof {case.train_images:,}"
+                           + (f"\n{times(found.ratio)}" + (" per image" if found.per_image else "") if found else ""))
             else:
-                ratio = comparison.speedup(key, column)
-                row.append(f"{seconds_cell(case.steady_epoch_s)} s" + (f"\n{ratio:.1f}x" if ratio else ""))
+                row.append(f"{seconds_cell(case.steady_epoch_s)} s" + (f"\n{times(found.ratio)}" if found else ""))
         rows.append(row)
-    return Table(headers, rows, f"steady seconds per epoch, and speedup over {comparison.baseline}", text_columns=4)
+    caption = f"steady seconds per epoch, and speedup over {comparison.baseline}"
+    if any(comparison.per_image(key) for key in comparison.rows):
+        caption += ("; where the files trained on different numbers of images: images/s, of how many, and the "
+                    "speedup per image (their epochs are not compared)")
+    return Table(headers, rows, caption, text_columns=4)
 
 
 def _pick_case(cells: dict[str, CaseResult], fields: tuple[str, ...]) -> tuple[str, CaseResult] | None:
@@ -209,16 +206,19 @@ def build_blocks(comparison: Comparison, out_dir: Path) -> list[Block]:
     blocks += [Paragraph(note, "warning") for note in notes]
 
     blocks.append(Heading("Machine" if comparison.single_machine else "Machines"))
-    blocks.append(Bullets([line for label, result in comparison.sources for line in _machine_lines(label, result)]))
+    blocks.append(Bullets([line for label, result in comparison.sources for line in machine_lines(label, result)]))
     if comparison.single_machine:
-        blocks += [Heading("Settings"), Bullets(_settings(first_result))]
+        blocks += [Heading("Settings"), Bullets(run_settings(first_result))]
+    else:
+        blocks += [Heading("Settings"), settings_table(comparison)]
 
     blocks.append(Heading("Results"))
     blocks.append(_main_table(comparison))
     if not comparison.single_machine:
         blocks.append(_comparison_table(comparison))
     if comparison.not_comparable:
-        blocks += [Paragraph("Not comparable (no counterpart with the same model, data, batch size and precision):"),
+        blocks += [Paragraph("Not comparable (no counterpart with the same model, data set, image shape, image counts, "
+                             "batch size and precision; image counts alone are compared per image):"),
                    Bullets(comparison.not_comparable)]
     for pivot in pivots(comparison):
         rows = [[label] + [f"{v:.2f} s" if v is not None else "-" for v in (values.get(c) for c in pivot.columns)]
@@ -230,13 +230,17 @@ def build_blocks(comparison: Comparison, out_dir: Path) -> list[Block]:
     startup = _startup_table(comparison)
     if startup:
         blocks += [Heading("Start-up cost", 3), startup, Paragraph(STARTUP_EXPLAINED)]
-    every_case = [case for cells in comparison.rows.values() for case in cells.values()]
+    measured = _measured(comparison)
+    every_case = [case for _, _, case in measured]
     if any(case.noisy for case in every_case):
         blocks.append(Paragraph(NOISE_EXPLAINED, "warning"))
     if any(case.projected for case in every_case):
         blocks.append(Paragraph(PROJECTION_EXPLAINED))
-    warnings = [f"{case.model} on {case.device}, batch {case.batch_size}: {warning}"
-                for case in every_case for warning in case.warnings]
+    # Named by column and by every axis that varies, so that a sweep's warnings can be told apart.
+    keys = [CaseKey(case.workload, column) for _, column, case in measured]
+    axes = varying_axes(keys)
+    warnings = [f"{key.label(axes)}: {warning}"
+                for key, (_, _, case) in zip(keys, measured, strict=True) for warning in case.warnings]
     if warnings:
         blocks += [Heading("Validity warnings", 3), Bullets(warnings)]
     found = crossovers(comparison)
@@ -245,20 +249,29 @@ def build_blocks(comparison: Comparison, out_dir: Path) -> list[Block]:
     blocks.append(Heading("Charts"))
     images = []
     path = charts.epoch_time_chart(comparison, out_dir / "epoch_time.png")
-    images.append(Image(path, "seconds per epoch by model and device",
-                        "Steady seconds per epoch: the shorter the bar, the faster the device."))
+    if path:
+        left_out = " Cases whose files trained on different numbers of images are left out: see the speedup per image."
+        images.append(Image(path, "seconds per epoch by model and device",
+                            "Steady seconds per epoch: the shorter the bar, the faster the device."
+                            + (left_out if any(comparison.per_image(key) for key in comparison.rows) else "")))
     path = charts.speedup_chart(comparison, out_dir / "speedup.png")
     if path:
+        per_image = (" Bars marked per image compare images/s: those files trained on different numbers of images."
+                     if any(comparison.per_image(key) for key in comparison.rows) else "")
         images.append(Image(path, f"speedup over {comparison.baseline}",
-                            f"How many times faster than {comparison.baseline} each device trains."))
+                            f"How many times faster than {comparison.baseline} each device trains.{per_image}"))
     path = charts.throughput_chart(comparison, found, out_dir / "throughput_by_batch.png")
     if path:
         images.append(Image(path, "images per second by batch size",
                             "Throughput as the batch grows: GPUs need large batches to pay off."))
     several_batches = len(comparison.batch_sizes()) > 1
+    taken: set[str] = set()
     for key in comparison.rows:
         name = _slug(key.model + (f"-batch-{key.batch_size}" if several_batches else "")
                      + (f"-{key.precision}" if comparison.shows_precision() else ""))
+        # Rows that differ in data set or image counts alone would otherwise overwrite each other's chart.
+        name = next(n for n in (name if i == 1 else f"{name}-{i}" for i in range(1, len(taken) + 2)) if n not in taken)
+        taken.add(name)
         path = charts.learning_curves_chart(comparison, key, out_dir / f"learning_{name}.png")
         if path:
             subject = key.model + (f" in {key.precision}" if comparison.shows_precision() else "")
@@ -276,7 +289,7 @@ def _accuracy_pictures(comparison: Comparison, data, out_dir: Path) -> list[Imag
     sample = data.sample_images()
     for model in comparison.models():
         # One picture per model: the first batch size's first successful case.
-        key: CaseKey = next(k for k in comparison.rows if k.model == model)
+        key = next(k for k in comparison.rows if k.model == model)
         chosen = _pick_case(comparison.rows[key], ("sample_predictions",))
         if sample is not None and chosen:
             column, case = chosen

@@ -8,8 +8,9 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from .comparison import CaseKey, Comparison, Crossover
-from .units import seconds_phrase
+from ..cases import Workload
+from .comparison import Comparison, Crossover
+from .units import seconds_phrase, times
 
 # Okabe-Ito: distinguishable with the common colour-vision deficiencies.
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
@@ -28,9 +29,11 @@ def _save(figure: Figure, path: Path) -> Path:
     return path
 
 
-def _row_label(key: CaseKey, comparison: Comparison) -> str:
+def row_label(key: Workload, comparison: Comparison) -> str:
+    """A group of bars: the model, each axis that varies, and 'per image' where epochs are not compared."""
     label = f"{key.model}\nbatch {key.batch_size}" if len(comparison.batch_sizes()) > 1 else key.model
-    return f"{label}\n{key.precision}" if comparison.shows_precision() else label
+    label = f"{label}\n{key.precision}" if comparison.shows_precision() else label
+    return f"{label}\nper image" if comparison.per_image(key) else label
 
 
 def _legend_name(comparison: Comparison, column: str) -> str:
@@ -53,8 +56,11 @@ def _grouped_bars(axes, groups: list[str], series: dict[str, list[float | None]]
     axes.spines[["top", "right"]].set_visible(False)
 
 
-def epoch_time_chart(comparison: Comparison, path: Path) -> Path:
-    keys = list(comparison.rows)
+def epoch_time_chart(comparison: Comparison, path: Path) -> Path | None:
+    """Seconds per epoch of the rows whose epochs are alike; None if there are none."""
+    keys = [key for key in comparison.rows if not comparison.per_image(key)]
+    if not keys:
+        return None
     series = {
         _legend_name(comparison, column): [
             case.steady_epoch_s if (case := comparison.rows[key].get(column)) and case.ok else None
@@ -64,7 +70,7 @@ def epoch_time_chart(comparison: Comparison, path: Path) -> Path:
     }
     figure = _figure(max(6.0, 1.3 * len(keys) * max(1, len(series)) / 2 + 3), 4.2)
     axes = figure.add_subplot()
-    _grouped_bars(axes, [_row_label(k, comparison) for k in keys], series, seconds_phrase)
+    _grouped_bars(axes, [row_label(k, comparison) for k in keys], series, seconds_phrase)
     axes.set_ylabel("seconds per epoch (steady; lower is better)")
     axes.set_title("Training time per epoch")
     axes.legend(title="device", frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
@@ -79,16 +85,18 @@ def speedup_chart(comparison: Comparison, path: Path) -> Path | None:
         return None
     figure = _figure(max(6.0, 1.3 * len(keys) * max(1, len(series)) / 2 + 3), 4.2)
     axes = figure.add_subplot()
-    _grouped_bars(axes, [_row_label(k, comparison) for k in keys], series, "{:.1f}x".format)
+    _grouped_bars(axes, [row_label(k, comparison) for k in keys], series, times)
     axes.axhline(1.0, color="#555555", linewidth=1, linestyle="--")
     axes.text(axes.get_xlim()[1], 1.0, f"  {comparison.baseline} = 1x", va="center", fontsize=8, color="#555555")
-    axes.set_ylabel(f"times faster than {comparison.baseline} (higher is better)")
+    per_image = any(comparison.per_image(key) for key in keys)
+    axes.set_ylabel(f"times faster than {comparison.baseline}"
+                    + ("\n(per epoch; in images/s where marked per image)" if per_image else " (higher is better)"))
     axes.set_title(f"Speedup over {comparison.baseline}")
     axes.legend(title="device", frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return _save(figure, path)
 
 
-def learning_curves_chart(comparison: Comparison, key: CaseKey, path: Path) -> Path | None:
+def learning_curves_chart(comparison: Comparison, key: Workload, path: Path) -> Path | None:
     cases = {c: case for c, case in comparison.rows[key].items() if case.ok and case.history}
     if not cases:
         return None

@@ -2,23 +2,29 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from rich.markup import escape
 from rich.table import Table
 
-from ..devices import DeviceReport
+from ..cases import varying_axes
 from ..results import CaseResult, RunResult
-from .units import seconds_cell
+from .units import LOAD_ADVICE, seconds_cell
+
+if TYPE_CHECKING:
+    # Only the type: the report reads what was recorded and must not import torch to do so.
+    from ..machine.describe import DeviceReport
+
+NOISE_ADVICE = ("its steady epoch times vary by more than 5%, so smaller differences are not results; "
+                "close other programs and rerun with --repeats 5")
 
 
 def _gib(value: int | None) -> str:
     return f"{value / 2**30:.1f} GiB" if value else "-"
 
 
-def _precisions(device: str) -> str:
-    import torch
-
-    from ..precision import PRECISIONS, unsupported_reason
-
-    return ", ".join(name for name in PRECISIONS if unsupported_reason(name, torch.device(device)) is None)
+def _precisions(names: list[str]) -> str:
+    return ", ".join(names) or "none recorded"
 
 
 def devices_table(report: DeviceReport) -> Table:
@@ -37,7 +43,7 @@ def devices_table(report: DeviceReport) -> Table:
         details.append(f"frequency governor: {cpu.governor}")
     if cpu.max_mhz:
         details.append(f"max clock: {cpu.max_mhz:.0f} MHz")
-    details.append(f"precisions: {_precisions('cpu')}")
+    details.append(f"precisions: {_precisions(cpu.precisions)}")
     table.add_row("cpu", cpu.model, "\n".join(details))
     for gpu in report.gpus:
         facts = [f"memory: {_gib(gpu.memory_bytes)}"]
@@ -45,7 +51,7 @@ def devices_table(report: DeviceReport) -> Table:
             facts.append(f"compute capability {gpu.compute_capability}, {gpu.multiprocessors} SMs")
         facts += [f"{label}: {value}" for label, value in
                   (("driver", gpu.driver), ("CUDA", gpu.cuda), ("cuDNN", gpu.cudnn)) if value]
-        facts.append(f"precisions: {_precisions(gpu.device)}")
+        facts.append(f"precisions: {_precisions(gpu.precisions)}")
         table.add_row(gpu.device, gpu.name, "\n".join(facts))
     if not report.gpus:
         table.add_row("[yellow]no GPU[/]", "none usable", f"[yellow]{report.no_gpu_reason}[/]")
@@ -60,14 +66,15 @@ def _accuracy(case: CaseResult) -> str:
 
 
 def steady_text(case: CaseResult, markup: bool = False) -> str:
-    """The steady time with what qualifies it: its spread, noise, or that it is projected."""
+    """The steady time with what qualifies it: its spread, noise, load, or that it is projected."""
     text = seconds_cell(case.steady_epoch_s)
     if case.projected:
         text += f" (projected from {case.measured_steps} steps)"
     if case.steady_cv is not None:
         text += f" ±{case.steady_cv:.1%}"
-    if case.noisy:
-        text += " [yellow]noisy[/]" if markup else " noisy"
+    for flag, shown in ((case.noisy, "noisy"), (case.under_load, "under load")):
+        if flag:
+            text += f" [yellow]{shown}[/]" if markup else f" {shown}"
     return text
 
 
@@ -81,7 +88,10 @@ def results_table(result: RunResult) -> Table:
     table = Table(title=title, header_style="bold")
     precisions = list(dict.fromkeys(case.precision for case in result.cases))
     show_precision = precisions not in ([], ["fp32"])
-    for name, justify in (("model", "left"), *((("precision", "left"),) if show_precision else ()),
+    # A sweep's rows are told apart only by the axes it varies, so each gets a column.
+    show_batch = "batch_size" in varying_axes([case.key for case in result.cases])
+    for name, justify in (("model", "left"), *((("batch", "right"),) if show_batch else ()),
+                          *((("precision", "left"),) if show_precision else ()),
                           ("device", "left"), ("first epoch s", "right"),
                           ("steady s/epoch", "right"), ("images/s", "right"), ("MFU", "right"),
                           ("speedup vs CPU", "right"), ("test accuracy", "right")):
@@ -90,11 +100,14 @@ def results_table(result: RunResult) -> Table:
     caption = [f"{device}: {name}" for device, name in names.items()]
     if any(not case.accuracy_meaningful for case in result.cases):
         caption.append("* random data: accuracy means nothing")
+    if any(case.under_load for case in result.cases):
+        caption.append(f"under load: measured while other programs used the CPU, so too slow; {LOAD_ADVICE}")
     table.caption = "\n".join(caption)
     for case in result.cases:
-        lead = [case.model] + ([case.precision] if show_precision else []) + [case.device]
+        lead = ([case.model] + ([str(case.batch_size)] if show_batch else [])
+                + ([case.precision] if show_precision else []) + [case.device])
         if not case.ok:
-            table.add_row(*lead, f"[red]{case.status}[/]", f"[red]{case.error or ''}[/]", "", "", "", "")
+            table.add_row(*lead, f"[red]{case.status}[/]", f"[red]{escape(case.error or '')}[/]", "", "", "", "")
             continue
         first = seconds_cell(case.first_epoch_s)
         if case.warmup_steps:
@@ -107,3 +120,18 @@ def results_table(result: RunResult) -> Table:
             _accuracy(case),
         )
     return table
+
+
+def warning_lines(result: RunResult) -> list[str]:
+    """What the CLI prints below the results table, as Rich markup: each case's warnings and noise.
+
+    Each line names its case by the axes the run varies, so a batch sweep's warnings can be told apart.
+    """
+    axes = varying_axes([case.key for case in result.cases])
+    lines = []
+    for case in result.cases:
+        who = escape(case.key.label(axes))
+        lines += [f"[yellow]warning:[/] {who}: {escape(warning)}" for warning in case.warnings]
+        if case.noisy:
+            lines.append(f"[yellow]warning:[/] {who} is noisy: {NOISE_ADVICE}")
+    return lines

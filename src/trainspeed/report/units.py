@@ -1,6 +1,8 @@
-"""How durations are written, the same in the terminal, the report and the charts."""
+"""How durations, sizes, ratios and caveats are written, the same in the terminal, the report and the charts."""
 
 from __future__ import annotations
+
+LOAD_ADVICE = "close other programs, set --cpu-threads, or use --repeats"
 
 
 def seconds_cell(value: float | None) -> str:
@@ -13,3 +15,28 @@ def seconds_cell(value: float | None) -> str:
 def seconds_phrase(value: float) -> str:
     """A duration in a sentence or a chart label: "4.00 s", "37.6 s"."""
     return f"{value:.2f} s" if value < 10 else f"{value:.1f} s"
+
+
+def bytes_text(value: int | None) -> str:
+    if not value:
+        return "-"
+    return f"{value / 2**30:.2f} GiB" if value >= 2**30 else f"{value / 2**20:.0f} MiB"
+
+
+def times(ratio: float) -> str:
+    """A speed ratio: "1.14x" near parity, where one decimal would round a real difference away; "9.4x" beyond."""
+    return f"{ratio:.2f}x" if ratio < 2 else f"{ratio:.1f}x"
+
+
+def capital(sentence: str) -> str:
+    """Capitalize a sentence that starts with an ordinary word, never a machine or device label."""
+    return "T" + sentence[1:] if sentence.startswith("the ") else sentence
+
+
+def load_note(names: list[str]) -> str:
+    """What to say of cases measured under load ('the CPU was measured while …'), or '' for none."""
+    if not names:
+        return ""
+    verb, their = ("was", "its") if len(names) == 1 else ("were", "their")
+    return (f"{' and '.join(names)} {verb} measured while other programs used the CPU: {their} time is too high; "
+            f"{LOAD_ADVICE}")

@@ -73,13 +73,19 @@ def other_cpu_load(before: Snapshot, after: Snapshot) -> float | None:
     return max(0.0, busy_s - (after.own_cpu_s - before.own_cpu_s)) / wall
 
 
+def under_load(device: torch.device, before: Snapshot, after: Snapshot) -> bool:
+    """Whether other processes took enough of the CPU during a CPU case to make its time too high."""
+    other = other_cpu_load(before, after)
+    return device.type == "cpu" and other is not None and other > OTHER_LOAD_CORES
+
+
 def warnings_for(device: torch.device, ran_on: torch.device, before: Snapshot, after: Snapshot,
                  gpu_utilization: float | None = None) -> list[str]:
     found = []
     if ran_on.type != device.type:
         found.append(f"asked for {device} but the model ran on {ran_on}: this is not a {device.type} figure")
-    other = other_cpu_load(before, after)
-    if device.type == "cpu" and other is not None and other > OTHER_LOAD_CORES:
+    if under_load(device, before, after):
+        other = other_cpu_load(before, after)
         found.append(f"other processes used {other:.1f} cores during this CPU case "
                      f"(load average {before.load_average:.1f} -> {after.load_average:.1f}); its time is too high")
     if before.throttle_count is not None and after.throttle_count is not None \

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from . import devices
+from . import describe
 
 # The packages whose versions change what a run measures.
 _PACKAGES = ("torch", "numpy", "rich", "matplotlib", "trainspeed")
@@ -28,7 +28,7 @@ def package_versions() -> dict[str, str | None]:
 
 
 def collect() -> dict[str, Any]:
-    report = devices.report()
+    report = describe.report()
     return {
         "hostname": socket.gethostname(),
         "os": platform.platform(),

@@ -1,4 +1,4 @@
-"""The training loop: the seeds' `model.fit` and `model.evaluate`, with data kept on the device.
+"""One training step, and the steps of an epoch: the seeds' `model.fit`, with data kept on the device.
 
 Images stay uint8 on the device and are scaled by 1/255 per batch there, which moves a quarter
 of the bytes a float copy would and keeps the host out of the loop.
@@ -8,18 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple, Protocol
 
 import numpy as np
 import torch
 
-from . import precision as precision_modes
-from .models import ModelSpec
-from .stats import steps_per_epoch
-from .timing import Timer
-
-if TYPE_CHECKING:
-    from .graphs import StepGraph
+from ..machine import precision as precision_modes
+from ..models import ModelSpec
+from ..stats import steps_per_epoch
 
 
 class EpochStats(NamedTuple):
@@ -85,17 +81,31 @@ def train_step(spec: ModelSpec, optimizer: torch.optim.Optimizer, images: torch.
         correct += (logits.argmax(-1) == batch_labels).sum()
 
 
-class StepRunner:
+class RecordedStep(Protocol):
+    """A full-batch step replayed without Python (engine.graph.StepGraph), and its running sums."""
+
+    loss_sum: torch.Tensor
+    correct: torch.Tensor
+
+    def update(self) -> None:
+        """The optimizer update the recording uses, for eager steps that must agree with it."""
+
+    def run(self, index: torch.Tensor) -> None: ...
+
+
+class EpochSteps:
     """Training steps over one epoch's random order: the seeds' fit(shuffle=True), step by step.
 
     Running sums stay on the device; `stats` reads them and so waits for the device, `peek`
-    does not. With a `graph` (graphs.StepGraph), full batches replay its recorded step and the
-    last, partial batch runs eagerly into the same sums.
+    does not. With a `graph`, full batches replay its recorded step and the last, partial batch
+    runs eagerly into the same sums, with the graph's update: replays run no Python, so an
+    optimizer's Python-side state (Keras Adam's step count) is stale, and only the update the
+    graph uses reads the true state from the device.
     """
 
     def __init__(self, spec: ModelSpec, optimizer: torch.optim.Optimizer, images: torch.Tensor,
                  labels: torch.Tensor, batch_size: int, generator: torch.Generator, precision: str = "fp32",
-                 graph: StepGraph | None = None) -> None:
+                 graph: RecordedStep | None = None) -> None:
         self.spec, self.optimizer, self.precision, self.graph = spec, optimizer, precision, graph
         self.images, self.labels, self.batch_size = images, labels, batch_size
         self.order = torch.randperm(len(images), generator=generator).to(images.device, non_blocking=True)
@@ -110,13 +120,14 @@ class StepRunner:
         spec.network.train()
 
     def run(self, start: int, count: int) -> None:
+        """Steps start, start + 1, ... (count of them, or to the end of the epoch)."""
         for step in range(start, min(start + count, self.steps)):
             index = self.order[step * self.batch_size:(step + 1) * self.batch_size]
             if self.graph is not None and len(index) == self.batch_size:
                 self.graph.run(index)
             else:
                 train_step(self.spec, self.optimizer, self.images, self.labels, index, self.precision,
-                           self.loss_sum, self.correct)
+                           self.loss_sum, self.correct, update=self.graph.update if self.graph else None)
             self.seen += len(index)
 
     def stats(self) -> EpochStats:
@@ -153,106 +164,3 @@ class PeekedStats:
             self.event = torch.cuda.Event()
             self.event.record()
         return self.known
-
-
-def train_epoch(
-    spec: ModelSpec,
-    optimizer: torch.optim.Optimizer,
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    *,
-    batch_size: int,
-    generator: torch.Generator,
-    on_progress: StepCallback | None = None,
-    report_every: int = 50,
-    max_steps: int | None = None,
-    precision: str = "fp32",
-    first_step_timer: Timer | None = None,
-    graph: StepGraph | None = None,
-) -> EpochStats:
-    """One pass over the data in a fresh random order, as Keras's fit(shuffle=True) does.
-
-    With `first_step_timer`, the first step is timed on its own ("first step"): it carries the
-    start-up costs a notebook's one-epoch timing includes.
-    """
-    runner = StepRunner(spec, optimizer, images, labels, batch_size, generator, precision, graph)
-    steps = runner.steps if max_steps is None else min(runner.steps, max_steps)
-    done = 0
-    if first_step_timer is not None and steps:
-        with first_step_timer.measure("first step"):
-            runner.run(0, 1)
-        done = 1
-    while done < steps:
-        count = min(report_every - done % report_every, steps - done)  # blocks end at multiples of report_every
-        runner.run(done, count)
-        done += count
-        if on_progress is not None:
-            loss, accuracy = runner.peek()
-            on_progress(done, steps, loss, accuracy)
-    return runner.stats()
-
-
-class Evaluation(NamedTuple):
-    loss: float
-    accuracy: float
-    confusion: list[list[int]]  # [true class][predicted class] -> count
-
-
-@torch.no_grad()
-def evaluate(spec: ModelSpec, images: torch.Tensor, labels: torch.Tensor, batch_size: int,
-             precision: str = "fp32") -> Evaluation:
-    """The seeds' model.evaluate (mean loss and accuracy, dropout off), plus the confusion matrix."""
-    network = spec.network
-    network.eval()
-    classes = spec.num_classes
-    loss_sum = torch.zeros((), device=images.device)
-    confusion = torch.zeros(classes * classes, device=images.device, dtype=torch.int64)
-    for start in range(0, len(images), batch_size):
-        batch_labels = labels[start:start + batch_size]
-        logits, loss = forward(spec, images[start:start + batch_size], batch_labels, precision)
-        loss_sum += loss * len(batch_labels)
-        confusion += torch.bincount(batch_labels * classes + logits.argmax(-1), minlength=classes * classes)
-    matrix = confusion.view(classes, classes).cpu()
-    return Evaluation(loss_sum.item() / len(images), matrix.diagonal().sum().item() / len(images), matrix.tolist())
-
-
-@dataclass
-class Prediction:
-    """What the seeds got from model.predict + argmax: a class per image, with probabilities."""
-
-    classes: list[str]
-    indices: np.ndarray
-    probabilities: np.ndarray
-
-
-def _as_nchw(images, channels: int) -> torch.Tensor:
-    tensor = torch.as_tensor(np.asarray(images))
-    if tensor.ndim == 3:  # one image
-        tensor = tensor.unsqueeze(0)
-    if tensor.ndim != 4:
-        raise ValueError(f"expected images as (N, C, H, W) or (N, H, W, C), got shape {tuple(tensor.shape)}")
-    if tensor.shape[1] != channels and tensor.shape[-1] == channels:
-        tensor = tensor.permute(0, 3, 1, 2)  # Keras's channels-last layout
-    return tensor
-
-
-@torch.no_grad()
-def predict(spec: ModelSpec, images, batch_size: int = 256) -> Prediction:
-    """Class names and probabilities for uint8 images (or floats already scaled to [0, 1])."""
-    network = spec.network
-    network.eval()
-    device = next(network.parameters()).device
-    tensor = _as_nchw(images, spec.image_shape[0])
-    if tuple(tensor.shape[1:]) != tuple(spec.image_shape):
-        raise ValueError(
-            f"the {spec.name} was built for images of shape {spec.image_shape}, got {tuple(tensor.shape[1:])}")
-    outputs = []
-    for start in range(0, len(tensor), batch_size):
-        batch = tensor[start:start + batch_size].to(device)
-        batch = (as_input(batch, spec.memory_format) if batch.dtype == torch.uint8
-                 else batch.to(torch.float32, memory_format=spec.memory_format))
-        outputs.append(spec.probabilities(network(batch)).cpu())
-    probabilities = torch.cat(outputs).numpy()
-    indices = probabilities.argmax(-1)
-    names = spec.class_names or tuple(str(i) for i in range(probabilities.shape[-1]))
-    return Prediction([names[i] for i in indices], indices, probabilities)

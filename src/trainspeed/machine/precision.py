@@ -12,7 +12,7 @@ import contextlib
 
 import torch
 
-from .config import PRECISIONS
+from ..config import PRECISIONS
 
 __all__ = ["PRECISIONS", "apply", "autocast", "matmul_dtype", "unsupported_reason"]
 

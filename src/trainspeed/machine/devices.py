@@ -6,57 +6,17 @@ never compares device strings by hand.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
-import platform
 import re
 import shutil
-import subprocess
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from .errors import DeviceError
-
-# ISA extensions that decide how fast a CPU trains (vector width, bf16 and matrix units).
-_CPU_FEATURES = (
-    "sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16",
-    "amx_tile", "amx_bf16", "amx_int8", "asimd", "sve",
-)
-
-
-@dataclass
-class CpuInfo:
-    model: str
-    logical_cores: int
-    usable_cores: int
-    physical_cores: int | None
-    threads: int
-    features: list[str]
-    torch_capability: str
-    governor: str | None
-    max_mhz: float | None
-
-
-@dataclass
-class GpuInfo:
-    device: str
-    name: str
-    memory_bytes: int | None
-    compute_capability: str | None
-    multiprocessors: int | None = None
-    driver: str | None = None
-    cuda: str | None = None
-    cudnn: str | None = None
-
-
-@dataclass
-class DeviceReport:
-    cpu: CpuInfo
-    gpus: list[GpuInfo] = field(default_factory=list)
-    no_gpu_reason: str | None = None
+from ..errors import DeviceError
 
 
 def usable_cores() -> int:
@@ -73,20 +33,20 @@ def set_cpu_threads(threads: int | None) -> int:
     return torch.get_num_threads()
 
 
-def _cuda_usable() -> bool:
+def cuda_usable() -> bool:
     return torch.cuda.is_available() and torch.cuda.device_count() > 0
 
 
-def _mps_usable() -> bool:
+def mps_usable() -> bool:
     return bool(getattr(torch.backends, "mps", None)) and torch.backends.mps.is_available()
 
 
 def available() -> list[torch.device]:
     """The CPU and every usable accelerator, in the order they are run."""
     devices = [torch.device("cpu")]
-    if _cuda_usable():
+    if cuda_usable():
         devices += [torch.device("cuda", i) for i in range(torch.cuda.device_count())]
-    if _mps_usable():
+    if mps_usable():
         devices.append(torch.device("mps"))
     return devices
 
@@ -129,12 +89,12 @@ def resolve(names: list[str] | None) -> list[torch.device]:
 def _check_usable(device: torch.device, raw: str) -> None:
     here = ", ".join(map(display_name, available()))
     if device.type == "cuda":
-        if not _cuda_usable():
+        if not cuda_usable():
             raise DeviceError(f"cannot use {raw!r}: {no_cuda_reason()} (available here: {here})")
         count = torch.cuda.device_count()
         if device.index is not None and device.index >= count:
             raise DeviceError(f"cannot use {raw!r}: this machine has {count} CUDA device(s) (available here: {here})")
-    elif device.type == "mps" and not _mps_usable():
+    elif device.type == "mps" and not mps_usable():
         raise DeviceError(f"cannot use {raw!r}: {no_mps_reason()} (available here: {here})")
 
 
@@ -167,7 +127,7 @@ def no_mps_reason() -> str:
 
 
 def no_gpu_reason() -> str | None:
-    if _cuda_usable() or _mps_usable():
+    if cuda_usable() or mps_usable():
         return None
     if sys.platform == "darwin":
         return no_mps_reason()
@@ -225,108 +185,6 @@ def peak_host_memory_bytes() -> int | None:
         return None
 
 
-def _cpuinfo_fields() -> list[dict[str, str]]:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return []
-    blocks = []
-    for block in text.strip().split("\n\n"):
-        entry = {}
-        for line in block.splitlines():
-            key, _, value = line.partition(":")
-            entry[key.strip()] = value.strip()
-        blocks.append(entry)
-    return blocks
-
-
-def _read_text(path: str) -> str | None:
-    try:
-        return Path(path).read_text().strip()
-    except OSError:
-        return None
-
-
-def describe_cpu() -> CpuInfo:
-    blocks = _cpuinfo_fields()
-    first = blocks[0] if blocks else {}
-    model = first.get("model name") or first.get("Model") or platform.processor() or platform.machine()
-    if sys.platform == "darwin":
-        try:
-            model = subprocess.run(
-                ["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True, text=True, timeout=5
-            ).stdout.strip() or model
-        except (OSError, subprocess.SubprocessError):
-            pass
-    flags = set((first.get("flags") or first.get("Features") or "").split())
-    cores = {(b.get("physical id"), b.get("core id")) for b in blocks if "core id" in b}
-    max_khz = _read_text("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq")
-    return CpuInfo(
-        model=model,
-        logical_cores=os.cpu_count() or 1,
-        usable_cores=usable_cores(),
-        physical_cores=len(cores) or None,
-        threads=torch.get_num_threads(),
-        features=[f for f in _CPU_FEATURES if f in flags],
-        torch_capability=torch.backends.cpu.get_cpu_capability(),
-        governor=_read_text("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"),
-        max_mhz=int(max_khz) / 1000 if max_khz and max_khz.isdigit() else None,
-    )
-
-
-def nvidia_driver_version() -> str | None:
-    text = _read_text("/proc/driver/nvidia/version")
-    if text:
-        match = re.search(r"Kernel Module\s+(?:for \S+\s+)?([\d.]+)", text)
-        if match:
-            return match.group(1)
-    if shutil.which("nvidia-smi"):
-        try:
-            out = subprocess.run(
-                ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                capture_output=True, text=True, timeout=10,
-            ).stdout.split()
-            return out[0] if out else None
-        except (OSError, subprocess.SubprocessError):
-            return None
-    return None
-
-
-def describe_gpus() -> list[GpuInfo]:
-    gpus = []
-    if _cuda_usable():
-        driver = nvidia_driver_version()
-        cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
-        for index in range(torch.cuda.device_count()):
-            props = torch.cuda.get_device_properties(index)
-            gpus.append(GpuInfo(
-                device=f"cuda:{index}",
-                name=props.name,
-                memory_bytes=int(props.total_memory),
-                compute_capability=f"{props.major}.{props.minor}",
-                multiprocessors=props.multi_processor_count,
-                driver=driver,
-                cuda=torch.version.cuda or getattr(torch.version, "hip", None),
-                cudnn=str(cudnn) if cudnn else None,
-            ))
-    if _mps_usable():
-        gpus.append(GpuInfo(device="mps", name="Apple GPU (MPS)", memory_bytes=None, compute_capability=None))
-    return gpus
-
-
-def device_label(device: torch.device) -> str:
-    """A human name for a device: the GPU's model, or the CPU's."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    if device.type == "mps":
-        return "Apple GPU (MPS)"
-    return describe_cpu().model
-
-
-def report() -> DeviceReport:
-    return DeviceReport(cpu=describe_cpu(), gpus=describe_gpus(), no_gpu_reason=no_gpu_reason())
-
-
 # glibc's mallopt parameters (malloc.h).
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 
@@ -358,6 +216,53 @@ def configure_process() -> None:
     torch.set_flush_denormal(True)
 
 
+def use(device: torch.device) -> contextlib.AbstractContextManager:
+    """Make `device` the current one while a case runs on it.
+
+    CUDA calls that take no device (new streams, graph capture pools, the caching allocator's
+    defaults) go to the current device; without this every case would also touch cuda:0.
+    """
+    if device.type == "cuda":
+        return torch.cuda.device(device)
+    return contextlib.nullcontext()
+
+
+def configure_device(device: torch.device) -> None:
+    """Per-device settings in force while a case runs.
+
+    cuDNN autotuning: the cnn's convolutions have fixed shapes, so trying cuDNN's algorithms once
+    and keeping the fastest pays back within the first epoch (as Keras on TensorFlow does).
+    """
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+
+
+# The environment variable that decides which GPUs a process sees, and how they are numbered.
+VISIBLE = "CUDA_VISIBLE_DEVICES"
+
+
+def isolate_gpu(device_name: str, environ: dict[str, str]) -> tuple[dict[str, str], str]:
+    """The environment for a process that must see only `device_name`, and its name there.
+
+    A case's process sees its one GPU as cuda:0, so nothing in it can touch another GPU (and the
+    parent's numbering, itself perhaps narrowed by CUDA_VISIBLE_DEVICES, is kept). Pure, so the
+    selection is tested without a GPU.
+    """
+    kind, _, index = device_name.partition(":")
+    if kind != "cuda":
+        return dict(environ), device_name
+    position = int(index or 0)
+    visible = environ.get(VISIBLE)
+    if visible is None or not visible.strip():
+        chosen = str(position)
+    else:
+        entries = [entry.strip() for entry in visible.split(",") if entry.strip()]
+        if position >= len(entries):
+            raise DeviceError(f"cannot use {device_name!r}: {VISIBLE}={visible!r} shows {len(entries)} GPU(s)")
+        chosen = entries[position]
+    return {**environ, VISIBLE: chosen}, "cuda:0"
+
+
 def total_memory_bytes(device: torch.device) -> int | None:
     if device.type == "cuda":
         return int(torch.cuda.mem_get_info(device)[1])
@@ -377,43 +282,3 @@ def empty_cache(device: torch.device) -> None:
         torch.mps.empty_cache()
 
 
-@dataclass
-class Peaks:
-    """What a device can do at best, measured: the ceilings a training step is judged against."""
-
-    matmul_flops_per_s: float
-    bandwidth_bytes_per_s: float
-    matmul_size: int
-    copy_bytes: int
-    precision: str = "fp32"  # of the matmul
-
-
-def measure_peaks(device: torch.device, precision: str = "fp32", repeats: int = 3) -> Peaks:
-    """The best of a few large matmuls (in `precision`, as set up by precision.apply) and large
-    copies on the device, timed with sync."""
-    from .precision import matmul_dtype
-    from .timing import Timer  # devices sits below timing in the import order
-
-    timer = Timer(synchronize=lambda: synchronize(device))
-    size = 2048 if device.type == "cpu" else 8192
-    a = torch.randn(size, size, device=device, dtype=matmul_dtype(precision))
-    b = torch.randn(size, size, device=device, dtype=matmul_dtype(precision))
-    torch.mm(a, b)  # warm-up: kernel selection, thread start
-    for _ in range(repeats):
-        with timer.measure("matmul"):
-            torch.mm(a, b)
-    del a, b
-    copy_bytes = (256 if device.type == "cpu" else 1024) * 2**20
-    source = torch.ones(copy_bytes // 4, device=device)
-    target = torch.empty_like(source)
-    target.copy_(source)
-    for _ in range(repeats):
-        with timer.measure("copy"):
-            target.copy_(source)
-    del source, target
-    empty_cache(device)
-    return Peaks(
-        matmul_flops_per_s=2 * size**3 / min(timer.records["matmul"]),
-        bandwidth_bytes_per_s=2 * copy_bytes / min(timer.records["copy"]),  # read and write
-        matmul_size=size, copy_bytes=copy_bytes, precision=precision,
-    )

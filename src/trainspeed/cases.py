@@ -1,0 +1,81 @@
+"""The one identity of a case: what is trained (the workload) and where (the device).
+
+Two timings measure the same thing only when their workloads are equal, so results, resume,
+speedups, comparisons and the Python API all find cases by these keys and by nothing else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+# Fields that change only how many images an epoch holds: two workloads that differ in these
+# alone can still be compared per image (images/s), though not per epoch.
+IMAGE_COUNTS = ("train_images", "test_images")
+
+
+@dataclass(frozen=True, order=True)
+class Workload:
+    """Everything that decides how long a training epoch takes, apart from the device."""
+
+    model: str
+    dataset: str
+    image_shape: tuple[int, int, int]  # (channels, height, width)
+    train_images: int
+    test_images: int
+    batch_size: int
+    precision: str
+
+    def differences(self, other: Workload) -> list[str]:
+        """The names of the fields in which the two workloads differ."""
+        return [f.name for f in fields(self) if getattr(self, f.name) != getattr(other, f.name)]
+
+    def per_image_comparable(self, other: Workload) -> bool:
+        """Equal except for the number of images: comparable in images/s, not in s/epoch."""
+        differing = self.differences(other)
+        return bool(differing) and set(differing) <= set(IMAGE_COUNTS)
+
+    def rate_key(self) -> tuple:
+        """The workload without its image counts: what images/s comparisons match on."""
+        values = asdict(self)
+        return tuple(value for name, value in values.items() if name not in IMAGE_COUNTS)
+
+    def describe(self) -> str:
+        shape = "x".join(map(str, self.image_shape))
+        return (f"{self.model} on {self.dataset} ({self.train_images:,} training images of {shape}) "
+                f"at batch {self.batch_size} in {self.precision}")
+
+
+@dataclass(frozen=True, order=True)
+class CaseKey:
+    """A case: a workload on a device, as the user names it ('cpu', 'cuda:1', 'mps')."""
+
+    workload: Workload
+    device: str
+
+    def label(self, axes: tuple[str, ...] = ()) -> str:
+        """'cnn on cuda:0', naming the varying `axes` (e.g. batch_size, precision) as well."""
+        parts = [f"{self.workload.model} on {self.device}"]
+        if "batch_size" in axes:
+            parts.append(f"batch {self.workload.batch_size}")
+        if "precision" in axes:
+            parts.append(self.workload.precision)
+        return ", ".join(parts)
+
+
+def varying_axes(keys: list[CaseKey]) -> tuple[str, ...]:
+    """Which of batch size and precision take more than one value among `keys`."""
+    axes = []
+    if len({key.workload.batch_size for key in keys}) > 1:
+        axes.append("batch_size")
+    if len({key.workload.precision for key in keys}) > 1:
+        axes.append("precision")
+    return tuple(axes)
+
+
+def matching(keys: list[CaseKey], *, model: str | None = None, device: str | None = None,
+             batch_size: int | None = None, precision: str | None = None) -> list[CaseKey]:
+    """The keys that agree with every criterion given."""
+    wanted = {"model": model, "batch_size": batch_size, "precision": precision}
+    return [key for key in keys
+            if (device is None or key.device == device)
+            and all(value is None or getattr(key.workload, name) == value for name, value in wanted.items())]

@@ -1,0 +1,55 @@
+"""Which activation layout a convolutional model trains fastest in on a device, measured.
+
+Channels-last suits oneDNN's CPU convolutions (benchmarks/RESULTS.md); on a GPU the answer
+depends on the GPU, cuDNN and the precision, so it is measured there, on the case's own steps,
+rather than assumed. The layout changes no arithmetic, only where values sit in memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from ..models import ModelSpec
+from ..timing import Timer
+from .graph import StepGraph
+from .step import EpochSteps
+
+LAYOUTS = {"channels_last": torch.channels_last, "contiguous": torch.contiguous_format}
+# The CPU's layout for convolutions, chosen by measurement on the CPU (benchmarks/RESULTS.md).
+CPU_LAYOUT = "channels_last"
+
+
+def layout_name(memory_format: torch.memory_format) -> str:
+    return next(name for name, value in LAYOUTS.items() if value == memory_format)
+
+
+def step_seconds(build: Callable[[torch.memory_format], tuple[ModelSpec, torch.optim.Optimizer]],
+                 memory_format: torch.memory_format, images: torch.Tensor, labels: torch.Tensor, batch_size: int,
+                 precision: str, timer: Timer, graphs: bool, warm: int = 10, timed: int = 30) -> float:
+    """Seconds per training step of a throwaway model in `memory_format`, as the case would step."""
+    spec, optimizer = build(memory_format)
+    graph = StepGraph(spec, optimizer, images, labels, batch_size, precision) if graphs else None
+    if graph is not None:
+        graph.prepare()
+    steps = EpochSteps(spec, optimizer, images, labels, batch_size, torch.Generator().manual_seed(0),
+                       precision, graph)
+    # Only full batches: a partial one would time a different step.
+    full = max(1, len(images) // batch_size)
+    steps.run(0, min(warm, full))
+    done, seconds = 0, 0.0
+    while done < timed:
+        count = min(timed - done, full)
+        with timer.measure("layout probe") as measured:
+            steps.run(0, count)
+        seconds += measured.seconds
+        done += count
+    return seconds / timed
+
+
+def choose(seconds: dict[str, float]) -> tuple[str, str]:
+    """The faster layout, and the sentence that records why."""
+    chosen = min(seconds, key=seconds.get)
+    figures = " vs ".join(f"{name} {value * 1e3:.3f} ms" for name, value in seconds.items())
+    return chosen, f"{chosen}: fastest step measured on this device ({figures} per step)"

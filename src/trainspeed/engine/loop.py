@@ -1,0 +1,47 @@
+"""One epoch of training, as the seeds' model.fit(shuffle=True) runs it."""
+
+from __future__ import annotations
+
+import torch
+
+from ..models import ModelSpec
+from ..timing import Timer
+from .graph import StepGraph
+from .step import EpochStats, EpochSteps, StepCallback
+
+
+def train_epoch(
+    spec: ModelSpec,
+    optimizer: torch.optim.Optimizer,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    batch_size: int,
+    generator: torch.Generator,
+    on_progress: StepCallback | None = None,
+    report_every: int = 50,
+    max_steps: int | None = None,
+    precision: str = "fp32",
+    first_step_timer: Timer | None = None,
+    graph: StepGraph | None = None,
+) -> EpochStats:
+    """One pass over the data in a fresh random order, as Keras's fit(shuffle=True) does.
+
+    With `first_step_timer`, the first step is timed on its own ("first step"): it carries the
+    start-up costs a notebook's one-epoch timing includes.
+    """
+    steps_of_epoch = EpochSteps(spec, optimizer, images, labels, batch_size, generator, precision, graph)
+    steps = steps_of_epoch.steps if max_steps is None else min(steps_of_epoch.steps, max_steps)
+    done = 0
+    if first_step_timer is not None and steps:
+        with first_step_timer.measure("first step"):
+            steps_of_epoch.run(0, 1)
+        done = 1
+    while done < steps:
+        count = min(report_every - done % report_every, steps - done)  # blocks end at multiples of report_every
+        steps_of_epoch.run(done, count)
+        done += count
+        if on_progress is not None:
+            loss, accuracy = steps_of_epoch.peek()
+            on_progress(done, steps, loss, accuracy)
+    return steps_of_epoch.stats()

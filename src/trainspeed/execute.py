@@ -1,0 +1,202 @@
+"""A whole run: plan its cases, measure each repeat (in its own process, or here), fold, write.
+
+    plan (plan.py) -> measure each repeat: isolation.py (a child) or measure.py (here)
+                   -> fold the repeats into the case (fold.py) -> write results.json
+
+The results file is rewritten atomically after every repeat, so no finished work is lost.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import asdict
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.console import Console
+
+from . import __version__, isolation
+from .cases import CaseKey
+from .config import RunConfig
+from .data import Dataset
+from .engine.step import DeviceData
+from .errors import ResultsError
+from .fold import fold_case, with_speedups
+from .machine import devices, environment, precision
+from .machine.describe import device_label
+from .machine.peaks import measure_peaks
+from .measure import SAMPLE_IMAGES, copy_to_device, measure_repeat
+from .models import check_model_name
+from .plan import load_data, make_config, peaks_key, plan_cases, repeats_to_keep
+from .progress import EpochProgress
+from .results import RESULTS_FILE, DatasetInfo, Failure, RunResult, StartupCost
+
+
+def dataset_info(data: Dataset) -> DatasetInfo:
+    sample = np.ascontiguousarray(data.test_images[:SAMPLE_IMAGES])
+    return DatasetInfo(
+        name=data.name, source=data.source,
+        train_images=len(data.train_images), test_images=len(data.test_images),
+        image_shape=list(data.image_shape), classes=list(data.class_names),
+        matches_release=data.matches_release, accuracy_meaningful=data.accuracy_meaningful,
+        notes=list(data.notes),
+        sample_images_b64=base64.b64encode(sample.tobytes()).decode("ascii"),
+        sample_labels=data.test_labels[:SAMPLE_IMAGES].tolist(),
+    )
+
+
+def _fresh_results_path(config: RunConfig) -> Path | None:
+    if not config.out:
+        return None
+    path = Path(config.out) / RESULTS_FILE
+    if path.exists():
+        # Never overwrite an earlier run's measurements: keep them beside the new file.
+        stamp = datetime.fromtimestamp(path.stat().st_mtime).strftime("%Y%m%d-%H%M%S")
+        path.replace(path.with_name(f"results-{stamp}.json"))
+    return path
+
+
+def resume_run(directory: Path, *, console: Console | None = None) -> RunResult:
+    """Finish an interrupted run: keep its finished cases, run the rest with the same settings."""
+    path = Path(directory) / RESULTS_FILE
+    if not path.exists():
+        raise ResultsError(f"nothing to resume: {path} does not exist")
+    previous = RunResult.read(path)
+    if previous.trainspeed_version != __version__:
+        raise ResultsError(f"{path} was written by trainspeed {previous.trainspeed_version}, this is {__version__}: "
+                           "its figures cannot be mixed with this version's; start a new run with --out")
+    config = RunConfig.from_dict(previous.config)
+    config.out = str(directory)
+    return run(config, console=console, resume=previous)
+
+
+def run(
+    config: RunConfig | None = None,
+    *,
+    console: Console | None = None,
+    keep_models: bool = False,
+    resume: RunResult | None = None,
+    **overrides,
+) -> RunResult:
+    """Train every model on every device; returns (and writes to config.out) the results.
+
+    Each repeat of a case runs in a child process unless `keep_models` asks for the trained
+    networks (they only exist in this process) or `isolate=False`. Progress goes to `console`
+    (stderr).
+    """
+    config = make_config(config, **overrides)
+    isolate = config.isolate and not keep_models
+    for name in config.models:
+        check_model_name(name)
+    devices.configure_process()
+    targets = [devices.display_name(device) for device in devices.resolve(config.devices)]
+    devices.set_cpu_threads(config.cpu_threads)
+    data, load_s = load_data(config)
+    if resume is not None:
+        result, path = resume, (Path(config.out) / RESULTS_FILE if config.out else None)
+    else:
+        path = _fresh_results_path(config)
+        result = RunResult(
+            trainspeed_version=__version__,
+            created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            config=asdict(config), environment=environment.collect(), dataset=dataset_info(data),
+            notes=list(data.notes),
+        )
+    # Opened only now: a download above shows its own bar, and Rich before 14 allows one live display.
+    progress = EpochProgress(console).__enter__()
+    for note in data.notes:  # said once, here, and kept in the results
+        progress.message(f"[yellow]note:[/] {note}")
+    on_device: dict[str, tuple[DeviceData, float]] = {}  # with the seconds the copy took
+    try:
+        peaks = _peaks(result, config, targets, isolate, progress)
+        for key in plan_cases(config, targets, data):
+            existing = next((case for case in result.cases if case.key == key), None)
+            kept = repeats_to_keep(existing)
+            if kept is None:
+                progress.message(f"{key.label(('batch_size', 'precision'))}: already measured")
+                continue
+            fold = _folding(config, data, peaks, key)
+            unsupported = precision.unsupported_reason(key.workload.precision, torch.device(key.device))
+            if unsupported:
+                progress.message(f"[yellow]{key.label(('batch_size', 'precision'))}: not measured:[/] {unsupported}")
+                _store(result, fold([], failure=Failure(unsupported)), path)
+                continue
+            while len(kept) < config.repeats:
+                try:
+                    outcome = _measure(config, key, len(kept) + 1, data, progress, isolate, keep_models,
+                                       on_device, load_s, result)
+                except KeyboardInterrupt:
+                    _store(result, fold(kept, interrupted=True), path)
+                    raise
+                if isinstance(outcome, Failure):
+                    _store(result, fold(kept, failure=outcome), path)
+                    break
+                kept.append(outcome)
+                _store(result, fold(kept), path)
+    finally:
+        progress.__exit__(None, None, None)
+        _write(result, path)  # whatever happened, the finished cases are kept
+    return result
+
+
+def _folding(config: RunConfig, data: Dataset, peaks: dict, key: CaseKey):
+    """fold(repeats, failure=..., interrupted=...): the case as it stands, for this run's settings."""
+    def fold(repeats, **ending):
+        return fold_case(key, repeats, repeats_wanted=config.repeats, epochs=config.epochs,
+                         accuracy_meaningful=data.accuracy_meaningful,
+                         peaks=peaks.get(peaks_key(key.device, key.workload.precision)),
+                         device_name=device_label(torch.device(key.device)), **ending)
+    return fold
+
+
+def _measure(config: RunConfig, key: CaseKey, repeat: int, data: Dataset, progress, isolate: bool,
+             keep_models: bool, on_device: dict, load_s: float, result: RunResult):
+    """One repeat, in a child process or here; a kept network is stored with the results."""
+    if isolate:
+        return isolation.measure_in_child(config, key, repeat, data, progress)
+    if key.device not in on_device:
+        on_device[key.device] = copy_to_device(data, torch.device(key.device))
+    arrays, copy_s = on_device[key.device]
+    # This process imported everything long ago; loading was paid once for all cases.
+    outcome, trained = measure_repeat(config, key, repeat, data, torch.device(key.device), progress,
+                                      on_device=arrays, startup=StartupCost(data_s=load_s + copy_s))
+    if keep_models and trained is not None:
+        result.models[key] = trained
+    return outcome
+
+
+def _peaks(result: RunResult, config: RunConfig, targets: list[str], isolate: bool, progress) -> dict:
+    """Each device's measured peaks per precision; measured once, and a resumed run keeps its own."""
+    peaks = result.environment.setdefault("peaks", {})
+    for device in targets:
+        wanted = [mode for mode in config.precisions if peaks_key(device, mode) not in peaks
+                  and precision.unsupported_reason(mode, torch.device(device)) is None]
+        if not wanted:
+            continue
+        if isolate:
+            peaks.update(isolation.peaks_in_child(config, device, wanted, progress))
+            continue
+        for mode in wanted:
+            precision.apply(mode)
+            with devices.use(torch.device(device)):
+                peaks[peaks_key(device, mode)] = asdict(measure_peaks(torch.device(device), mode))
+    return peaks
+
+
+def _store(result: RunResult, case, path: Path | None) -> None:
+    result.put(case)
+    result.cases = with_speedups(result.cases)
+    _write(result, path)
+
+
+def _write(result: RunResult, path: Path | None) -> None:
+    if path is None:
+        return
+    try:
+        result.write(path)
+    except OSError as error:
+        raise ResultsError(
+            f"cannot write {path} ({error.strerror or error}); the last complete copy is intact: free space "
+            f"and run `trainspeed run --resume {path.parent}`") from None

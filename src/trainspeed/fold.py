@@ -1,0 +1,103 @@
+"""A case's figures from its repeats, and what compares cases: pure functions of measurements.
+
+Measuring code returns one frozen Measurement per repeat; everything a report shows about a
+case (median, spread, roofline, speedup) is computed here, in one place, from those alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+
+from . import flops
+from .cases import CaseKey
+from .results import CaseResult, Failure, Measurement
+from .stats import images_per_second, speedup, spread
+
+# What a case takes from its first successful repeat (the others contribute their timings).
+_FROM_FIRST_REPEAT = ("device_name", "params", "steps_per_epoch", "cpu_threads", "warmup_steps", "history",
+                      "train_loss", "train_accuracy", "test_loss", "test_accuracy", "eval_s", "peak_memory_bytes",
+                      "peak_host_memory_bytes", "confusion_matrix", "sample_predictions", "projected",
+                      "measured_steps", "other_cpu_load", "flops_per_step", "bytes_per_step", "startup",
+                      "cuda_graph", "memory_format", "layout_choice")
+
+
+def _identity(key: CaseKey, accuracy_meaningful: bool, epochs: int) -> dict:
+    work = key.workload
+    return dict(model=work.model, device=key.device, dataset=work.dataset, batch_size=work.batch_size,
+                precision=work.precision, image_shape=tuple(work.image_shape), train_images=work.train_images,
+                test_images=work.test_images, accuracy_meaningful=accuracy_meaningful, epochs=epochs)
+
+
+def fold_case(key: CaseKey, repeats: Sequence[Measurement], *, repeats_wanted: int, epochs: int,
+              accuracy_meaningful: bool = True, peaks: dict | None = None, failure: Failure | None = None,
+              interrupted: bool = False, device_name: str = "") -> CaseResult:
+    """The case as its repeats so far measured it; `failure` or `interrupted` end it early."""
+    identity = _identity(key, accuracy_meaningful, epochs)
+    warnings = sorted({w for r in repeats for w in r.warnings} | set(failure.warnings if failure else ()))
+    ended: dict = {}
+    if failure is not None:
+        ended = dict(status="failed", error=failure.reason, peak_memory_bytes=failure.peak_memory_bytes,
+                     memory_total_bytes=failure.memory_total_bytes, max_batch_size=failure.max_batch_size)
+    elif interrupted:
+        ended = dict(status="interrupted", error="stopped by the user (Ctrl-C)")
+    if not repeats:
+        return CaseResult(**identity, device_name=device_name, warnings=warnings,
+                          **(ended or dict(status="partial")))
+    first = repeats[0]
+    measured = {name: getattr(first, name) for name in _FROM_FIRST_REPEAT}
+    measured["history"] = list(first.history)
+    figures = _timing(first.epoch_s, [r.steady_epoch_s for r in repeats],
+                      [r.first_epoch_s for r in repeats], key.workload.train_images)
+    roofline = _roofline(first, key, figures["steady_epoch_s"], peaks)
+    status = dict(status="ok" if len(repeats) >= repeats_wanted else "partial")
+    values = {**identity, **measured, **figures, **roofline, **status, **ended}
+    if failure is not None and failure.peak_memory_bytes is None:
+        values["peak_memory_bytes"] = first.peak_memory_bytes
+    return CaseResult(**values, repeats=list(repeats), warnings=warnings,
+                      under_load=any(r.under_load for r in repeats))
+
+
+def _timing(first_epochs: Sequence[float], steady: list[float], firsts: list[float | None], images: int) -> dict:
+    """Steady time as the median over repeats; its spread over repeats, else over steady epochs."""
+    median = spread(steady).median
+    known_firsts = [f for f in firsts if f is not None]
+    samples, spread_of = (steady, "repeats") if len(steady) > 1 else (list(first_epochs[1:]), "epochs")
+    figures = dict(epoch_s=list(first_epochs), steady_epoch_s=median,
+                   first_epoch_s=spread(known_firsts).median if known_firsts else None,
+                   images_per_s=images_per_second(images, median))
+    if len(samples) > 1:
+        summary = spread(samples)
+        figures.update(steady_min_s=summary.minimum, steady_max_s=summary.maximum, steady_cv=summary.cv,
+                       spread_of=spread_of, noisy=summary.noisy)
+    return figures
+
+
+def _roofline(first: Measurement, key: CaseKey, steady_epoch_s: float, peaks: dict | None) -> dict:
+    """Achieved FLOP/s, MFU and the floor epoch time, from the case's work and the device's peaks."""
+    if not (peaks and first.flops_per_step and steady_epoch_s):
+        return {}
+    return roofline(first.flops_per_step, first.bytes_per_step, key.workload.train_images,
+                    key.workload.batch_size, steady_epoch_s, peaks)
+
+
+def roofline(flops_per_step: float, bytes_per_step: float, train_images: int, batch_size: int,
+             steady_epoch_s: float, peaks: dict) -> dict:
+    steps = train_images / batch_size  # the last partial batch counts for its share
+    achieved = flops_per_step * steps / steady_epoch_s
+    return dict(
+        achieved_flops_per_s=achieved,
+        mfu=flops.model_flops_utilization(achieved, peaks["matmul_flops_per_s"]),
+        floor_epoch_s=flops.epoch_floor_s(flops.StepCost(flops_per_step, bytes_per_step), steps,
+                                          peaks["matmul_flops_per_s"], peaks["bandwidth_bytes_per_s"]))
+
+
+def with_speedups(cases: list[CaseResult]) -> list[CaseResult]:
+    """Each case with its speedup over the CPU case of the same workload (None without one)."""
+    cpu_times = {c.workload: c.steady_epoch_s for c in cases if c.device == "cpu" and c.ok and c.steady_epoch_s}
+    updated = []
+    for case in cases:
+        baseline = cpu_times.get(case.workload)
+        ratio = speedup(baseline, case.steady_epoch_s) if baseline and case.ok and case.steady_epoch_s else None
+        updated.append(case if case.speedup_vs_cpu == ratio else replace(case, speedup_vs_cpu=ratio))
+    return updated

@@ -1,0 +1,222 @@
+"""Work in its own process, so a crash costs only that work: both ends of the protocol, here.
+
+The parent writes a job as JSON to `python -m trainspeed.isolation`; the child answers with JSON
+lines on its original standard output (progress, then a result), and anything else it prints
+goes to standard error, which the parent keeps to explain a crash. A child sees only the GPU
+its job runs on (as cuda:0), so nothing in it can touch another GPU.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+from .cases import CaseKey, Workload
+from .config import RunConfig
+from .data import Dataset
+from .errors import TrainspeedError
+from .results import Failure, Measurement, StartupCost, failure_from_dict, measurement_from_dict
+
+
+@dataclass(frozen=True)
+class Job:
+    """What a child is asked to do: measure one repeat of a case, or a device's peaks."""
+
+    kind: str  # "repeat" or "peaks"
+    config: dict
+    device: str  # the device as the parent and the results name it
+    key: dict | None = None
+    repeat: int = 1
+    precisions: list[str] = field(default_factory=list)  # for "peaks"
+    spawned_at: float = 0.0
+
+
+def key_from_dict(data: dict) -> CaseKey:
+    work = dict(data["workload"], image_shape=tuple(data["workload"]["image_shape"]))
+    return CaseKey(Workload(**work), data["device"])
+
+
+def child_config(config: RunConfig, data: Dataset) -> RunConfig:
+    """The child loads exactly the data the parent found, without searching or downloading."""
+    child = replace(config, out=None, download=False)
+    if data.name == "synthetic":
+        return replace(child, dataset="synthetic")
+    return replace(child, dataset=data.name, data_dir=data.source)
+
+
+# --- the parent's end ---------------------------------------------------------------------
+
+def measure_in_child(config: RunConfig, key: CaseKey, repeat: int, data: Dataset, progress) -> Measurement | Failure:
+    job = Job("repeat", asdict(child_config(config, data)), key.device, asdict(key), repeat)
+    result = _spawn(job, progress)
+    if isinstance(result, Failure):
+        return result
+    if "failure" in result:
+        return failure_from_dict(result["failure"])
+    return measurement_from_dict(result["measurement"])
+
+
+def peaks_in_child(config: RunConfig, device: str, precisions: list[str], progress) -> dict[str, dict]:
+    """The device's measured peaks per precision, measured in a child so that the parent never
+    holds a GPU context while cases run (an exclusive-process GPU admits one)."""
+    result = _spawn(Job("peaks", asdict(config), device, precisions=list(precisions)), progress)
+    if isinstance(result, dict) and "failure" in result:
+        result = failure_from_dict(result["failure"])
+    if isinstance(result, Failure):
+        progress.message(f"[yellow]peaks of {device} not measured:[/] {result.reason}; MFU is left out")
+        return {}
+    return result["peaks"]
+
+
+def child_environment(device: str) -> tuple[dict[str, str], str]:
+    """The child's environment, and the name it knows the device by there."""
+    from .machine.devices import isolate_gpu
+
+    # The child must import this same trainspeed, installed or run from a source tree.
+    package_root = str(Path(__file__).resolve().parents[1])
+    paths = [package_root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    environ = {**os.environ, "PYTHONPATH": os.pathsep.join(dict.fromkeys(paths))}
+    return isolate_gpu(device, environ)
+
+
+def _spawn(job: Job, progress) -> dict | Failure:
+    environ, local = child_environment(job.device)
+    message = json.dumps({**asdict(job), "local_device": local, "spawned_at": time.time()})
+    result: dict | None = None
+    with tempfile.TemporaryFile("w+") as errors:
+        child = subprocess.Popen([sys.executable, "-m", "trainspeed.isolation"], stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE, stderr=errors, text=True, env=environ)
+        try:
+            child.stdin.write(message)
+            child.stdin.close()
+            for line in child.stdout:
+                result = _handle_event(line, progress) or result
+            code = child.wait()
+        except BaseException:
+            _stop(child)
+            raise
+        if result is not None:
+            return result
+        errors.seek(0)
+        lines = [line.rstrip() for line in errors.read().splitlines() if line.strip()]
+        if lines and lines[0].startswith("Traceback"):
+            progress.message("[dim]" + "\n".join(lines[-12:]) + "[/]")
+        return Failure(describe_exit(code, lines[-1] if lines else ""))
+
+
+def _handle_event(line: str, progress) -> dict | None:
+    try:
+        event = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    kind = event.get("event")
+    if kind == "epoch":
+        progress.start_epoch(event["label"], event["steps"])
+    elif kind == "progress":
+        progress.update(event["step"], event["steps"], event["loss"], event["accuracy"])
+    elif kind == "message":
+        progress.message(event["text"])
+    elif kind == "result":
+        return event
+    return None
+
+
+def describe_exit(code: int, last_line: str) -> str:
+    """Why a child ended without a result, in words."""
+    if code < 0:
+        name = signal.Signals(-code).name
+        why = {"SIGKILL": " (often the kernel's out-of-memory killer: try a smaller --batch-size)",
+               "SIGSEGV": " (a crash in native code)"}.get(name, "")
+        return f"the case's process was killed by {name}{why}"
+    return f"the case's process failed with exit status {code}" + (f": {last_line}" if last_line else "")
+
+
+def _stop(child: subprocess.Popen) -> None:
+    if child.poll() is None:
+        child.terminate()
+        try:
+            child.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
+# --- the child's end ----------------------------------------------------------------------
+
+class EventProgress:
+    """The progress interface of the parent's bars, sent to the parent as events."""
+
+    def __init__(self, stream) -> None:
+        self._stream = stream
+
+    def emit(self, **event) -> None:
+        self._stream.write(json.dumps(event) + "\n")
+        self._stream.flush()
+
+    def start_epoch(self, label: str, steps: int) -> None:
+        self.emit(event="epoch", label=label, steps=steps)
+
+    def update(self, step: int, steps: int, loss: float, accuracy: float) -> None:
+        self.emit(event="progress", step=step, steps=steps, loss=loss, accuracy=accuracy)
+
+    def message(self, text: str) -> None:
+        self.emit(event="message", text=text)
+
+
+def _measure_peaks(job: dict, device) -> dict:
+    from .machine import precision
+    from .machine.peaks import measure_peaks
+    from .plan import peaks_key
+
+    found = {}
+    for mode in job["precisions"]:
+        precision.apply(mode)
+        found[peaks_key(job["device"], mode)] = asdict(measure_peaks(device, mode))
+    return {"peaks": found}
+
+
+def _measure_repeat(job: dict, device, progress: EventProgress) -> dict:
+    from .measure import measure_repeat
+    from .plan import load_data
+
+    # Launching Python and importing torch and trainspeed: what every fresh process pays first.
+    process_s = time.time() - job["spawned_at"]
+    config = RunConfig.from_dict(job["config"])
+    data, load_s = load_data(config)
+    outcome, _ = measure_repeat(config, key_from_dict(job["key"]), job["repeat"], data, device, progress,
+                                startup=StartupCost(process_s=process_s, data_s=load_s))
+    return {"failure" if isinstance(outcome, Failure) else "measurement": asdict(outcome)}
+
+
+def main() -> int:
+    # Ctrl-C reaches the whole process group; the parent decides what happens to this work.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    events = os.fdopen(os.dup(sys.stdout.fileno()), "w")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    progress = EventProgress(events)
+    job = json.load(sys.stdin)
+    import torch
+
+    from .machine import devices
+
+    try:
+        devices.configure_process()
+        devices.set_cpu_threads(RunConfig.from_dict(job["config"]).cpu_threads)
+        device = torch.device(job["local_device"])
+        with devices.use(device):
+            answer = _measure_peaks(job, device) if job["kind"] == "peaks" else _measure_repeat(job, device, progress)
+    except TrainspeedError as error:
+        answer = {"failure": asdict(Failure(str(error)))}
+    progress.emit(event="result", **answer)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,264 @@
+"""One repeat of one case, measured: a fresh model trained from the seed, every epoch timed, then evaluated.
+
+`measure_repeat` returns a frozen Measurement (or a Failure with its reason), built once at the
+end from what was timed; the case's figures are folded from its repeats elsewhere (fold.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Protocol
+
+import torch
+
+from . import budget, faults, flops
+from .cases import CaseKey
+from .config import RunConfig
+from .data import Dataset
+from .engine import layout
+from .engine.evaluate import evaluate, predict
+from .engine.graph import StepGraph
+from .engine.loop import train_epoch
+from .engine.step import DeviceData, EpochSteps
+from .machine import devices, precision, validity
+from .machine.describe import device_label
+from .models import ModelSpec, create_model
+from .results import EpochRecord, Failure, Measurement, StartupCost
+from .stats import first_and_steady, largest_fitting, steps_per_epoch
+from .timing import Timer
+
+# Test images whose predictions each case records, for the report's picture of them.
+SAMPLE_IMAGES = 16
+
+
+class Progress(Protocol):
+    """Where a repeat says how it is going: Rich bars in the parent, events from a child."""
+
+    def start_epoch(self, label: str, steps: int) -> None: ...
+
+    def update(self, step: int, steps: int, loss: float, accuracy: float) -> None: ...
+
+    def message(self, text: str) -> None: ...
+
+
+def repeat_label(key: CaseKey, repeat: int, repeats: int) -> str:
+    label = f"{key.workload.model} on {key.device}, batch {key.workload.batch_size}"
+    if key.workload.precision != "fp32":
+        label += f", {key.workload.precision}"
+    return label + (f", repeat {repeat}/{repeats}" if repeats > 1 else "")
+
+
+def copy_to_device(data: Dataset, device: torch.device) -> tuple[DeviceData, float]:
+    """The data set's arrays on `device`, and the seconds the copy took (part of start-up)."""
+    timer = Timer(synchronize=lambda: devices.synchronize(device))
+    with timer.measure("to device") as measured:
+        on_device = DeviceData.from_arrays(data.train_images, data.train_labels, data.test_images,
+                                           data.test_labels, device)
+    return on_device, measured.seconds
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    return isinstance(error, torch.OutOfMemoryError) or (
+        isinstance(error, RuntimeError) and "can't allocate memory" in str(error))
+
+
+def measure_repeat(config: RunConfig, key: CaseKey, repeat: int, data: Dataset, device: torch.device,
+                   progress: Progress, *, on_device: DeviceData | None = None,
+                   startup: StartupCost | None = None) -> tuple[Measurement | Failure, ModelSpec | None]:
+    """Train and measure one repeat of `key` on `device` (where it runs: a case's process may know
+    its GPU by another number than the case does). An out-of-memory error becomes a Failure.
+
+    `startup` carries what was paid before this call (the process start, reading the data).
+    """
+    startup = startup or StartupCost()
+    precision.apply(key.workload.precision)
+    devices.configure_device(device)
+    with devices.use(device):
+        if on_device is None:
+            on_device, copy_s = copy_to_device(data, device)
+            startup = replace(startup, data_s=(startup.data_s or 0.0) + copy_s)
+        label = repeat_label(key, repeat, config.repeats)
+        try:
+            return _train(config, key, repeat, data, on_device, device, progress, label, startup)
+        except Exception as error:
+            if not is_out_of_memory(error):
+                raise
+            return _out_of_memory(config, key, data, device, error, progress, label), None
+
+
+def _build(model: str, data: Dataset, device: torch.device, memory_format: torch.memory_format | None,
+           seed: int) -> tuple[ModelSpec, torch.optim.Optimizer]:
+    torch.manual_seed(seed)
+    spec = create_model(model, data.image_shape, data.num_classes, memory_format)
+    spec.network.to(device)
+    return spec, spec.make_optimizer(spec.network.parameters())
+
+
+def uses_graphs(config: RunConfig, device: torch.device, images: int, batch_size: int) -> bool:
+    """A recorded step where it pays: CUDA, asked for, and at least one full batch."""
+    return config.cuda_graphs and device.type == "cuda" and images >= batch_size
+
+
+def _layout(config: RunConfig, key: CaseKey, data: Dataset, on_device: DeviceData, device: torch.device,
+            timer: Timer, graphs: bool) -> tuple[torch.memory_format | None, str | None]:
+    """The activation layout for a convolutional model: the CPU's known one, else measured here."""
+    model = key.workload.model
+    if not create_model(model, data.image_shape, data.num_classes).convolutional:
+        return None, None
+    if device.type == "cpu":
+        return layout.LAYOUTS[layout.CPU_LAYOUT], f"{layout.CPU_LAYOUT}: the CPU's layout (benchmarks/RESULTS.md)"
+    seconds = {name: layout.step_seconds(lambda fmt: _build(model, data, device, fmt, config.seed), fmt,
+                                         on_device.train_images, on_device.train_labels,
+                                         key.workload.batch_size, key.workload.precision, timer, graphs)
+               for name, fmt in layout.LAYOUTS.items()}
+    chosen, why = layout.choose(seconds)
+    return layout.LAYOUTS[chosen], why
+
+
+def _train(config: RunConfig, key: CaseKey, repeat: int, data: Dataset, on_device: DeviceData,
+           device: torch.device, progress: Progress, label: str,
+           startup: StartupCost) -> tuple[Measurement, ModelSpec]:
+    work = key.workload
+    batch, mode = work.batch_size, work.precision
+    images, labels = on_device.train_images, on_device.train_labels
+    steps = steps_per_epoch(len(images), batch)
+    timer = Timer(synchronize=lambda: devices.synchronize(device))
+    graphs = uses_graphs(config, device, len(images), batch)
+    memory_format, layout_choice = _layout(config, key, data, on_device, device, timer, graphs)
+    utilization: list[float] = []
+
+    def report(step: int, total: int, loss: float, accuracy: float) -> None:
+        faults.at_training_step(work.model)
+        reading = validity.gpu_utilization(device)
+        if reading is not None:
+            utilization.append(reading)
+        progress.update(step, total, loss, accuracy)
+
+    warmup_steps = 0
+    if config.epochs == 1 and config.warmup_steps and not config.time_budget_s:
+        # A lone epoch would otherwise carry start-up costs (allocations, kernel selection).
+        warmup_steps = min(steps, config.warmup_steps)
+        throwaway, optimizer = _build(work.model, data, device, memory_format, config.seed + 1)
+        train_epoch(throwaway, optimizer, images, labels, batch_size=batch,
+                    generator=torch.Generator().manual_seed(config.seed + 1), max_steps=warmup_steps,
+                    precision=mode, first_step_timer=timer)
+        del throwaway, optimizer
+        progress.message(f"{label}: {warmup_steps} untimed warm-up steps done, timing one epoch")
+
+    devices.synchronize(device)
+    devices.reset_peak_memory(device)
+    faults.at_allocation(batch)
+    before = validity.Snapshot.take()
+    with timer.measure("build") as built:
+        spec, optimizer = _build(work.model, data, device, memory_format, config.seed)
+    cost = flops.training_step_cost(spec.network, data.image_shape, batch,
+                                    "sgd" if isinstance(optimizer, torch.optim.SGD) else "adam")
+    graph, record_s = _recorded(spec, optimizer, on_device, batch, mode, timer) if graphs else (None, None)
+    common = dict(repeat=repeat, params=spec.params, flops_per_step=cost.flops, bytes_per_step=cost.bytes,
+                  steps_per_epoch=steps, memory_format=layout.layout_name(spec.memory_format) if memory_format
+                  else None, layout_choice=layout_choice, device_name=device_label(device),
+                  cpu_threads=torch.get_num_threads())
+    if config.time_budget_s:
+        steps_seen = EpochSteps(spec, optimizer, images, labels, batch, torch.Generator().manual_seed(config.seed),
+                                mode, graph)
+        projection = budget.project(steps_seen, len(images), batch, config.epochs, config.time_budget_s, timer,
+                                    progress, label, report)
+        if projection is not None:
+            first_step = timer.records["first step"][0]
+            return Measurement(
+                **common, steady_epoch_s=projection.steady_epoch_s, projected=True,
+                measured_steps=projection.measured_steps, train_loss=projection.train_loss,
+                train_accuracy=projection.train_accuracy,
+                startup=replace(startup, build_s=built.seconds, graph_record_s=record_s, first_step_s=first_step,
+                                steady_step_s=projection.steady_epoch_s / steps),
+                **_after(device, spec, before, utilization, graph)), spec
+        # The whole case fits the budget: start again from the seed, untouched.
+        spec, optimizer = _build(work.model, data, device, memory_format, config.seed)
+        graph, _ = _recorded(spec, optimizer, on_device, batch, mode, timer) if graphs else (None, None)
+    order = torch.Generator().manual_seed(config.seed)
+    history = []
+    for epoch in range(1, config.epochs + 1):
+        progress.start_epoch(f"{label}: epoch {epoch}/{config.epochs}", steps)
+        with timer.measure("epoch") as measured:
+            stats = train_epoch(spec, optimizer, images, labels, batch_size=batch, generator=order,
+                                on_progress=report, precision=mode, graph=graph,
+                                first_step_timer=timer if not timer.records["first step"] else None)
+        history.append(EpochRecord(epoch, measured.seconds, stats.loss, stats.accuracy))
+    with timer.measure("eval") as evaluated:
+        test = evaluate(spec, on_device.test_images, on_device.test_labels, batch, mode)
+    spec.class_names = data.class_names
+    epoch_s = tuple(timer.records["epoch"])
+    first_epoch_s, steady_epoch_s = first_and_steady(epoch_s)
+    return Measurement(
+        **common, steady_epoch_s=steady_epoch_s, epoch_s=epoch_s, first_epoch_s=first_epoch_s,
+        history=tuple(history), train_loss=stats.loss, train_accuracy=stats.accuracy, test_loss=test.loss,
+        test_accuracy=test.accuracy, eval_s=evaluated.seconds, confusion_matrix=test.confusion,
+        sample_predictions=predict(spec, on_device.test_images[:SAMPLE_IMAGES]).indices.tolist(),
+        warmup_steps=warmup_steps,
+        startup=replace(startup, build_s=built.seconds, graph_record_s=record_s,
+                        first_step_s=timer.records["first step"][0], steady_step_s=steady_epoch_s / steps),
+        **_after(device, spec, before, utilization, graph)), spec
+
+
+def _recorded(spec: ModelSpec, optimizer: torch.optim.Optimizer, on_device: DeviceData, batch: int, mode: str,
+              timer: Timer) -> tuple[StepGraph, float]:
+    """The step recorded as a CUDA graph before any timed epoch, and the seconds recording took."""
+    graph = StepGraph(spec, optimizer, on_device.train_images, on_device.train_labels, batch, mode)
+    with timer.measure("graph record") as recorded:
+        graph.prepare()
+    return graph, recorded.seconds
+
+
+def _after(device: torch.device, spec: ModelSpec, before: validity.Snapshot, utilization: list[float],
+           graph: StepGraph | None) -> dict:
+    """What the repeat left behind: memory peaks, other load, whether the graph ran, the warnings."""
+    after = validity.Snapshot.take()
+    ran_on = next(spec.network.parameters()).device
+    busy = sum(utilization) / len(utilization) if utilization else None
+    warnings = validity.warnings_for(device, ran_on, before, after, busy)
+    if graph is not None and graph.failure:
+        warnings.append(graph.failure)
+    return dict(cuda_graph=bool(graph and graph.replaying), warnings=tuple(warnings),
+                peak_memory_bytes=devices.peak_device_memory_bytes(device),
+                peak_host_memory_bytes=devices.peak_host_memory_bytes(),
+                other_cpu_load=validity.other_cpu_load(before, after),
+                under_load=validity.under_load(device, before, after))
+
+
+def _out_of_memory(config: RunConfig, key: CaseKey, data: Dataset, device: torch.device, error: BaseException,
+                   progress: Progress, label: str) -> Failure:
+    peak, total = devices.peak_device_memory_bytes(device), devices.total_memory_bytes(device)
+    batch = key.workload.batch_size
+    used = f"peak {peak / 2**30:.2f} GiB" if peak else ""
+    of = f" of {total / 2**30:.1f} GiB" if total else ""
+    reason = (f"out of memory on {key.device} at batch size {batch} ({used}{of}; "
+              f"{str(error).splitlines()[0][:160]}); try a smaller --batch-size")
+    devices.empty_cache(device)
+    largest = None
+    if config.find_max_batch and batch > 1:
+        progress.message(f"{label}: out of memory; searching for the largest batch that fits")
+        largest = find_max_batch(key.workload.model, data, device, batch - 1, key.workload.precision)
+        reason += "; " + (f"the largest batch that fits is {largest}" if largest else "not even batch 1 fits")
+    return Failure(reason, peak_memory_bytes=peak, memory_total_bytes=total, max_batch_size=largest)
+
+
+def find_max_batch(model: str, data: Dataset, device: torch.device, below: int, mode: str = "fp32") -> int | None:
+    """The largest batch up to `below` for which two training steps fit in the device's memory."""
+    def fits(batch: int) -> bool:
+        try:
+            faults.at_allocation(batch)
+            spec, optimizer = _build(model, data, device, None, 0)
+            images = torch.randint(0, 256, (batch, *data.image_shape), dtype=torch.uint8, device=device)
+            labels = torch.randint(0, data.num_classes, (batch,), device=device)
+            EpochSteps(spec, optimizer, images, labels, batch, torch.Generator().manual_seed(0), mode).run(0, 2)
+            devices.synchronize(device)
+            return True
+        except Exception as error:
+            if not is_out_of_memory(error):
+                raise
+            return False
+        finally:
+            devices.empty_cache(device)
+
+    return largest_fitting(fits, 1, below)
+

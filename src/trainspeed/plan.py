@@ -1,0 +1,69 @@
+"""What a run will do: its settings checked, its cases listed, and what a resumed run still owes."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import fields
+from pathlib import Path
+
+from .cases import CaseKey, Workload
+from .config import RunConfig
+from .data import DataOptions, Dataset, load_dataset
+from .errors import ConfigError
+from .results import CaseResult, Measurement
+from .timing import Timer
+
+
+def make_config(config: RunConfig | None = None, **overrides) -> RunConfig:
+    if config is not None and overrides:
+        raise ConfigError("pass either a RunConfig or keyword settings, not both")
+    if config is None:
+        valid = {f.name for f in fields(RunConfig)}
+        unknown = set(overrides) - valid
+        if unknown:
+            raise ConfigError(f"unknown setting(s) {', '.join(sorted(unknown))}; valid: {', '.join(sorted(valid))}")
+        config = RunConfig(**overrides)
+    config.validate()
+    return config
+
+
+def load_data(config: RunConfig) -> tuple[Dataset, float]:
+    """The data set the config names, and the seconds reading it took (part of a case's start-up)."""
+    options = DataOptions(
+        data_dir=Path(config.data_dir).expanduser() if config.data_dir else None,
+        download=config.download, seed=config.seed, synthetic_shape=tuple(config.synthetic_shape),
+    )
+    with Timer().measure("data") as measured:
+        data = load_dataset(config.dataset, options).limited(config.limit)
+    return data, measured.seconds
+
+
+def workload(data: Dataset, model: str, batch_size: int, precision: str) -> Workload:
+    return Workload(model, data.name, tuple(data.image_shape), len(data.train_images), len(data.test_images),
+                    batch_size, precision)
+
+
+def plan_cases(config: RunConfig, device_names: list[str], data: Dataset) -> list[CaseKey]:
+    """Every case of the run, device by device, in the order they are measured."""
+    return [CaseKey(workload(data, model, batch, mode), device)
+            for device in device_names
+            for model, batch, mode in itertools.product(config.models, config.batch_sizes, config.precisions)]
+
+
+def repeats_to_keep(existing: CaseResult | None) -> list[Measurement] | None:
+    """What a case already has: None if it is finished, else the repeats a resumed run keeps.
+
+    A failed case is measured again from scratch; one interrupted after some repeats keeps them.
+    """
+    if existing is None:
+        return []
+    if existing.ok:
+        return None
+    if existing.status in ("partial", "interrupted"):
+        return list(existing.repeats)
+    return []
+
+
+def peaks_key(device: str, precision: str) -> str:
+    """Where a device's measured peaks sit in environment["peaks"]: fp32 under the device's name."""
+    return device if precision == "fp32" else f"{device} {precision}"
