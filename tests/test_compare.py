@@ -13,7 +13,7 @@ from trainspeed.report.build import build_blocks, write_report
 from trainspeed.report.charts import row_label
 from trainspeed.report.comparison import compare, headlines, machine_label, pivots, precision_effects
 from trainspeed.report.document import Table
-from trainspeed.report.verdicts import difference_half_width
+from trainspeed.stats import difference_half_width
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 

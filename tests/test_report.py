@@ -324,3 +324,12 @@ def test_devices_table_reads_recorded_precisions():
                           precisions=["fp32", "tf32", "bf16"])
     text = rendered(devices_table(SimpleNamespace(cpu=cpu, gpus=[gpu], no_gpu_reason=None)))
     assert "precisions: fp32, bf16" in text and "precisions: fp32, tf32, bf16" in text
+
+
+def test_the_gpu_settings_a_run_used_are_in_the_machine_section():
+    from trainspeed.report.settings import machine_lines
+
+    result = fx.seeds_run()
+    result.environment["gpu_settings"] = "cuDNN autotuning on (torch.backends.cudnn.benchmark)"
+    assert "GPU settings: cuDNN autotuning on (torch.backends.cudnn.benchmark)" in machine_lines(None, result)
+    assert not any(line.startswith("GPU settings") for line in machine_lines(None, fx.seeds_run()))

@@ -39,5 +39,8 @@ def collect() -> dict[str, Any]:
         "cpu": asdict(report.cpu),
         "gpus": [asdict(gpu) for gpu in report.gpus],
         "no_gpu_reason": report.no_gpu_reason,
+        # Set per case by devices.configure_device; said here because it changes what a GPU case times.
+        "gpu_settings": ("cuDNN autotuning on (torch.backends.cudnn.benchmark): each convolution's fastest "
+                         "algorithm is chosen once, in the first steps" if report.gpus else None),
         "packages": package_versions(),
     }

@@ -28,6 +28,8 @@ def machine_lines(label: str | None, result: RunResult) -> list[str]:
                           (("compute capability", "compute_capability"), ("driver", "driver"),
                            ("CUDA", "cuda"), ("cuDNN", "cudnn")) if gpu.get(key))
         lines.append(f"{prefix}GPU {gpu.get('device')}: {gpu.get('name')}, {memory}" + (f", {facts}" if facts else ""))
+    if env.get("gpu_settings"):
+        lines.append(f"{prefix}GPU settings: {env['gpu_settings']}")
     if not env.get("gpus"):
         lines.append(f"{prefix}no GPU: {env.get('no_gpu_reason') or 'none found'}")
     lines.append(f"{prefix}software: Python {env.get('python')}, PyTorch {env.get('torch')}, "

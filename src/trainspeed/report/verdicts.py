@@ -2,27 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 
 from ..cases import Workload
-from ..stats import speedup
+from ..stats import difference_half_width, speedup
 from .matching import Comparison
 from .units import capital, load_note, seconds_phrase, times
-
-# Two-sided 95%: the usual bar for calling a difference more than chance.
-Z_95 = 1.959964
-
-
-def difference_half_width(p1: float, n1: int, p2: float, n2: int, z: float = Z_95) -> float:
-    """Half-width of the confidence interval of p1 - p2, two binomial proportions (normal approximation).
-
-    The precisions are scored on the same test images, so this unpaired interval is conservative: it
-    calls a departure only when even independent samples could not explain it.
-    """
-    if n1 <= 0 or n2 <= 0:
-        raise ValueError("a proportion needs at least one trial")
-    return z * math.sqrt(p1 * (1 - p1) / n1 + p2 * (1 - p2) / n2)
 
 
 @dataclass
