@@ -294,6 +294,22 @@ def test_report_warnings_and_start_up_table_name_the_batch_of_a_sweep(tmp_path):
     assert "| ann | 8 | cpu | 1.50 s | 0.50 s | - | 0.20 s | 10.00 ms | 2.19 s |" in markdown
 
 
+def test_a_recorded_cuda_graph_has_its_own_start_up_column(tmp_path):
+    from trainspeed.results import StartupCost
+
+    result = fx.seeds_run()
+    result.cases[:] = [replace(case, startup=StartupCost(process_s=1.5, data_s=0.5, build_s=0.3, first_step_s=0.2,
+                                                         steady_step_s=0.01, graph_record_s=0.4
+                                                         if case.device == "cuda:0" else None))
+                       for case in result.cases]
+    write_report(single(result), tmp_path)
+    markdown = (tmp_path / "report.md").read_text()
+    assert "| model | device | Python + imports | data to device | model build | CUDA graph record |" in markdown
+    # 1.5 + 0.5 + 0.3 + 0.4 + (0.2 - 0.01)
+    assert "| ann | cuda:0<br>" in markdown and "| 0.40 s | 0.20 s | 10.00 ms | 2.89 s |" in markdown
+    assert "| 0.30 s | - | 0.20 s | 10.00 ms | 2.49 s |" in markdown  # the CPU recorded none
+
+
 def test_a_case_under_load_is_marked_in_tables_and_headline(tmp_path):
     from trainspeed.report.terminal import results_table
 

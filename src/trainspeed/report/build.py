@@ -135,14 +135,16 @@ def _startup_table(comparison: Comparison) -> Table | None:
     def cell(value: float | None) -> str:
         return f"{seconds_cell(value)} s" if value is not None else "-"
 
+    # Recording a CUDA graph is its own column where any case recorded one.
+    graphs = any(case.startup.graph_record_s is not None for _, _, case in cases)
     rows = [_lead(comparison, key) + [
-        column, cell(s.process_s), cell(s.data_s), cell(s.build_s), cell(s.first_step_s),
-        f"{s.steady_step_s * 1e3:.2f} ms" if s.steady_step_s else "-", cell(s.total_s)]
+        column, cell(s.process_s), cell(s.data_s), cell(s.build_s)] + ([cell(s.graph_record_s)] if graphs else []) + [
+        cell(s.first_step_s), f"{s.steady_step_s * 1e3:.2f} ms" if s.steady_step_s else "-", cell(s.total_s)]
         for key, column, case in cases for s in [case.startup]]
-    headers = _lead_headers(comparison) + [
-        "device", "Python + imports", "data to device", "model build", "first step", "steady step", "start-up total"]
+    headers = _lead_headers(comparison) + ["device", "Python + imports", "data to device", "model build"] + (
+        ["CUDA graph record"] if graphs else []) + ["first step", "steady step", "start-up total"]
     return Table(headers, rows, "paid once per process, from its first repeat; total = the parts plus the first "
-                 "step's excess over a steady one", text_columns=len(headers) - 6)
+                 "step's excess over a steady one", text_columns=len(headers) - (7 if graphs else 6))
 
 
 def _repeats_table(comparison: Comparison) -> Table | None:
