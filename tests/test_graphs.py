@@ -1,9 +1,12 @@
 """The recorded-step logic, checked on the CPU with a backend that treats Python as a replay does."""
 
+import time
+
 import numpy as np
 import pytest
 import torch
 
+import trainspeed
 from trainspeed.engine.graph import ReplayLike, StepGraph
 from trainspeed.engine.loop import train_epoch
 from trainspeed.models import create_model
@@ -38,6 +41,8 @@ def train(model: str, graph_backend, epochs: int = 2):
         graph = holder["graph"] = StepGraph(spec, optimizer, images, labels, 32, "fp32", backend)
     elif graph_backend is not None:
         graph = StepGraph(spec, optimizer, images, labels, 32, "fp32", graph_backend)
+    if graph is not None:
+        graph.prepare()
     order = torch.Generator().manual_seed(0)
     stats = [train_epoch(spec, optimizer, images, labels, batch_size=32, generator=order, graph=graph)
              for _ in range(epochs)]
@@ -125,3 +130,54 @@ def test_the_partial_batch_after_replayed_steps_uses_the_devices_step_count():
     assert all(state["step"].item() == 4 for state in graph.optimizer.state.values())
     for a, b in zip(plain.network.parameters(), replayed.network.parameters(), strict=True):
         torch.testing.assert_close(b, a, rtol=1e-6, atol=1e-7)
+
+
+class SlowGraph(StepGraph):
+    """The GPU path's graph on the CPU: recording takes `record_s`, each replay `replay_s`, replays counted."""
+
+    record_s, replay_s, replays = 0.0, 0.0, 0
+
+    def __init__(self, spec, optimizer, images, labels, batch_size, precision, backend=None):
+        super().__init__(spec, optimizer, images, labels, batch_size, precision,
+                         ReplayLike(optimizer, lambda: self.written_tensors()))
+
+    def prepare(self):
+        time.sleep(self.record_s)
+        super().prepare()
+
+    def run(self, index):
+        type(self).replays += 1
+        time.sleep(self.replay_s)
+        super().run(index)
+
+
+@pytest.fixture
+def gpu_path_on_the_cpu(monkeypatch):
+    from trainspeed import measure
+
+    monkeypatch.setattr(measure, "uses_graphs", lambda config, device, images, batch: images >= batch)
+    monkeypatch.setattr(measure, "StepGraph", SlowGraph)
+    monkeypatch.setattr(SlowGraph, "replays", 0)
+    return SlowGraph
+
+
+QUICK = dict(models=["mlp:1"], devices=["cpu"], dataset="synthetic", limit=3200, synthetic_shape=(8, 8, 1),
+             out=None, isolate=False)
+
+
+@pytest.mark.parametrize("epochs", [1, 2])
+def test_recording_the_graph_is_never_timed_as_an_epoch(gpu_path_on_the_cpu, epochs):
+    gpu_path_on_the_cpu.record_s = 2.0
+    case = trainspeed.run(epochs=epochs, **QUICK).cases[0]
+    assert case.cuda_graph and case.startup.graph_record_s >= 2.0
+    # 100 steps of a tiny model take a fraction of the 2 s the recording took.
+    assert max(case.epoch_s) < 1.5, case.epoch_s
+    assert gpu_path_on_the_cpu.replays == 100 * epochs  # every full batch replayed, none eagerly
+
+
+def test_a_time_budget_projects_from_the_replayed_steps(gpu_path_on_the_cpu):
+    gpu_path_on_the_cpu.replay_s = 0.005  # a replayed step is slow here; an eager one takes under 1 ms
+    case = trainspeed.run(epochs=3, time_budget_s=0.3, **QUICK).cases[0]
+    assert case.projected and case.cuda_graph
+    assert gpu_path_on_the_cpu.replays >= case.measured_steps
+    assert case.steady_epoch_s >= 100 * 0.005  # the replays' pace, not the eager steps'

@@ -58,3 +58,38 @@ def test_the_layout_changes_no_arithmetic():
     last.network.eval(), flat.network.eval()
     torch.testing.assert_close(last.network(as_input(images, last.memory_format)),
                                flat.network(as_input(images, flat.memory_format)), rtol=1e-5, atol=1e-5)
+
+
+def test_every_repeat_of_a_case_times_the_layout_its_first_repeat_chose(monkeypatch):
+    import trainspeed
+    from trainspeed import measure
+
+    asked = []
+    real = measure._layout
+
+    def recording(*args):
+        asked.append(args[-1])
+        return real(*args)
+
+    monkeypatch.setattr(measure, "_layout", recording)
+    case = trainspeed.run(models=["cnn"], devices=["cpu"], dataset="synthetic", limit=320, epochs=2, repeats=2,
+                          synthetic_shape=(8, 8, 1), out=None, isolate=False).cases[0]
+    first = (case.repeats[0].memory_format, case.repeats[0].layout_choice)
+    assert asked == [None, first] and first[0] == "channels_last"
+    assert [r.memory_format for r in case.repeats] == ["channels_last", "channels_last"]
+
+
+def test_a_layout_handed_on_is_used_as_it_is():
+    from trainspeed import measure, plan
+    from trainspeed.cases import CaseKey
+    from trainspeed.progress import EpochProgress
+
+    config = plan.make_config(models=["cnn"], dataset="synthetic", limit=64, epochs=2, synthetic_shape=(8, 8, 1))
+    data, _ = plan.load_data(config)
+    key = CaseKey(plan.workload(data, "cnn", 32, "fp32"), "cpu")
+    chosen = ("contiguous", "contiguous: fastest step measured on this device (...)")
+    with EpochProgress() as progress:
+        measured, spec = measure.measure_repeat(config, key, 2, data, torch.device("cpu"), progress,
+                                                layout_chosen=chosen)
+    assert (measured.memory_format, measured.layout_choice) == chosen
+    assert spec.memory_format == torch.contiguous_format

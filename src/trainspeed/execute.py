@@ -31,7 +31,7 @@ from .measure import SAMPLE_IMAGES, copy_to_device, measure_repeat
 from .models import check_model_name
 from .plan import load_data, make_config, peaks_key, plan_cases, repeats_to_keep
 from .progress import EpochProgress
-from .results import RESULTS_FILE, DatasetInfo, Failure, RunResult, StartupCost
+from .results import RESULTS_FILE, DatasetInfo, Failure, Measurement, RunResult, StartupCost
 
 
 def dataset_info(data: Dataset) -> DatasetInfo:
@@ -125,8 +125,8 @@ def run(
                 continue
             while len(kept) < config.repeats:
                 try:
-                    outcome = _measure(config, key, len(kept) + 1, data, progress, isolate, keep_models,
-                                       on_device, load_s, result)
+                    outcome = _measure(config, key, kept, data, progress, isolate, keep_models, on_device, load_s,
+                                       result)
                 except KeyboardInterrupt:
                     _store(result, fold(kept, interrupted=True), path)
                     raise
@@ -151,17 +151,21 @@ def _folding(config: RunConfig, data: Dataset, peaks: dict, key: CaseKey):
     return fold
 
 
-def _measure(config: RunConfig, key: CaseKey, repeat: int, data: Dataset, progress, isolate: bool,
+def _measure(config: RunConfig, key: CaseKey, kept: list[Measurement], data: Dataset, progress, isolate: bool,
              keep_models: bool, on_device: dict, load_s: float, result: RunResult):
-    """One repeat, in a child process or here; a kept network is stored with the results."""
+    """The next repeat, in a child process or here; a kept network is stored with the results."""
+    repeat = len(kept) + 1
+    # Every repeat of a case times the layout its first repeat chose.
+    layout_chosen = (kept[0].memory_format, kept[0].layout_choice) if kept and kept[0].memory_format else None
     if isolate:
-        return isolation.measure_in_child(config, key, repeat, data, progress)
+        return isolation.measure_in_child(config, key, repeat, data, progress, layout_chosen)
     if key.device not in on_device:
         on_device[key.device] = copy_to_device(data, torch.device(key.device))
     arrays, copy_s = on_device[key.device]
     # This process imported everything long ago; loading was paid once for all cases.
     outcome, trained = measure_repeat(config, key, repeat, data, torch.device(key.device), progress,
-                                      on_device=arrays, startup=StartupCost(data_s=load_s + copy_s))
+                                      on_device=arrays, startup=StartupCost(data_s=load_s + copy_s),
+                                      layout_chosen=layout_chosen)
     if keep_models and trained is not None:
         result.models[key] = trained
     return outcome

@@ -35,7 +35,7 @@ class Job:
     key: dict | None = None
     repeat: int = 1
     precisions: list[str] = field(default_factory=list)  # for "peaks"
-    spawned_at: float = 0.0
+    layout_chosen: list[str] | None = None  # the case's layout and its reason, from its first repeat
 
 
 def key_from_dict(data: dict) -> CaseKey:
@@ -53,8 +53,10 @@ def child_config(config: RunConfig, data: Dataset) -> RunConfig:
 
 # --- the parent's end ---------------------------------------------------------------------
 
-def measure_in_child(config: RunConfig, key: CaseKey, repeat: int, data: Dataset, progress) -> Measurement | Failure:
-    job = Job("repeat", asdict(child_config(config, data)), key.device, asdict(key), repeat)
+def measure_in_child(config: RunConfig, key: CaseKey, repeat: int, data: Dataset, progress,
+                     layout_chosen: tuple[str, str] | None = None) -> Measurement | Failure:
+    job = Job("repeat", asdict(child_config(config, data)), key.device, asdict(key), repeat,
+              layout_chosen=list(layout_chosen) if layout_chosen else None)
     result = _spawn(job, progress)
     if isinstance(result, Failure):
         return result
@@ -191,7 +193,8 @@ def _measure_repeat(job: dict, device, progress: EventProgress) -> dict:
     config = RunConfig.from_dict(job["config"])
     data, load_s = load_data(config)
     outcome, _ = measure_repeat(config, key_from_dict(job["key"]), job["repeat"], data, device, progress,
-                                startup=StartupCost(process_s=process_s, data_s=load_s))
+                                startup=StartupCost(process_s=process_s, data_s=load_s),
+                                layout_chosen=tuple(job["layout_chosen"]) if job["layout_chosen"] else None)
     return {"failure" if isinstance(outcome, Failure) else "measurement": asdict(outcome)}
 
 

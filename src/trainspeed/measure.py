@@ -64,11 +64,14 @@ def is_out_of_memory(error: BaseException) -> bool:
 
 def measure_repeat(config: RunConfig, key: CaseKey, repeat: int, data: Dataset, device: torch.device,
                    progress: Progress, *, on_device: DeviceData | None = None,
-                   startup: StartupCost | None = None) -> tuple[Measurement | Failure, ModelSpec | None]:
+                   startup: StartupCost | None = None,
+                   layout_chosen: tuple[str, str] | None = None) -> tuple[Measurement | Failure, ModelSpec | None]:
     """Train and measure one repeat of `key` on `device` (where it runs: a case's process may know
     its GPU by another number than the case does). An out-of-memory error becomes a Failure.
 
-    `startup` carries what was paid before this call (the process start, reading the data).
+    `startup` carries what was paid before this call (the process start, reading the data);
+    `layout_chosen` the layout and its reason from the case's first repeat, so that every repeat
+    of a case times the same layout.
     """
     startup = startup or StartupCost()
     precision.apply(key.workload.precision)
@@ -79,7 +82,7 @@ def measure_repeat(config: RunConfig, key: CaseKey, repeat: int, data: Dataset, 
             startup = replace(startup, data_s=(startup.data_s or 0.0) + copy_s)
         label = repeat_label(key, repeat, config.repeats)
         try:
-            return _train(config, key, repeat, data, on_device, device, progress, label, startup)
+            return _train(config, key, repeat, data, on_device, device, progress, label, startup, layout_chosen)
         except Exception as error:
             if not is_out_of_memory(error):
                 raise
@@ -100,11 +103,15 @@ def uses_graphs(config: RunConfig, device: torch.device, images: int, batch_size
 
 
 def _layout(config: RunConfig, key: CaseKey, data: Dataset, on_device: DeviceData, device: torch.device,
-            timer: Timer, graphs: bool) -> tuple[torch.memory_format | None, str | None]:
-    """The activation layout for a convolutional model: the CPU's known one, else measured here."""
+            timer: Timer, graphs: bool,
+            chosen: tuple[str, str] | None) -> tuple[torch.memory_format | None, str | None]:
+    """The activation layout for a convolutional model: the case's earlier choice, the CPU's known
+    one, else measured here."""
     model = key.workload.model
     if not create_model(model, data.image_shape, data.num_classes).convolutional:
         return None, None
+    if chosen is not None:
+        return layout.LAYOUTS[chosen[0]], chosen[1]
     if device.type == "cpu":
         return layout.LAYOUTS[layout.CPU_LAYOUT], f"{layout.CPU_LAYOUT}: the CPU's layout (benchmarks/RESULTS.md)"
     seconds = {name: layout.step_seconds(lambda fmt: _build(model, data, device, fmt, config.seed), fmt,
@@ -116,15 +123,15 @@ def _layout(config: RunConfig, key: CaseKey, data: Dataset, on_device: DeviceDat
 
 
 def _train(config: RunConfig, key: CaseKey, repeat: int, data: Dataset, on_device: DeviceData,
-           device: torch.device, progress: Progress, label: str,
-           startup: StartupCost) -> tuple[Measurement, ModelSpec]:
+           device: torch.device, progress: Progress, label: str, startup: StartupCost,
+           layout_chosen: tuple[str, str] | None) -> tuple[Measurement, ModelSpec]:
     work = key.workload
     batch, mode = work.batch_size, work.precision
     images, labels = on_device.train_images, on_device.train_labels
     steps = steps_per_epoch(len(images), batch)
     timer = Timer(synchronize=lambda: devices.synchronize(device))
     graphs = uses_graphs(config, device, len(images), batch)
-    memory_format, layout_choice = _layout(config, key, data, on_device, device, timer, graphs)
+    memory_format, layout_choice = _layout(config, key, data, on_device, device, timer, graphs, layout_chosen)
     utilization: list[float] = []
 
     def report(step: int, total: int, loss: float, accuracy: float) -> None:
@@ -139,9 +146,13 @@ def _train(config: RunConfig, key: CaseKey, repeat: int, data: Dataset, on_devic
         # A lone epoch would otherwise carry start-up costs (allocations, kernel selection).
         warmup_steps = min(steps, config.warmup_steps)
         throwaway, optimizer = _build(work.model, data, device, memory_format, config.seed + 1)
-        train_epoch(throwaway, optimizer, images, labels, batch_size=batch,
-                    generator=torch.Generator().manual_seed(config.seed + 1), max_steps=warmup_steps,
-                    precision=mode, first_step_timer=timer)
+        order = torch.Generator().manual_seed(config.seed + 1)
+        train_epoch(throwaway, optimizer, images, labels, batch_size=batch, generator=order,
+                    max_steps=warmup_steps, precision=mode, first_step_timer=timer)
+        if len(images) % batch:
+            # The last, partial batch is a new shape: its kernel selection (cuDNN's autotuning on a
+            # GPU) would otherwise land in the one timed epoch.
+            EpochSteps(throwaway, optimizer, images, labels, batch, order, mode).run(steps - 1, 1)
         del throwaway, optimizer
         progress.message(f"{label}: {warmup_steps} untimed warm-up steps done, timing one epoch")
 
@@ -172,7 +183,9 @@ def _train(config: RunConfig, key: CaseKey, repeat: int, data: Dataset, on_devic
                 startup=replace(startup, build_s=built.seconds, graph_record_s=record_s, first_step_s=first_step,
                                 steady_step_s=projection.steady_epoch_s / steps),
                 **_after(device, spec, before, utilization, graph)), spec
-        # The whole case fits the budget: start again from the seed, untouched.
+        # The whole case fits the budget: start again from the seed, untouched, and let the first
+        # model go, or it would sit in memory (and in the peak) beside the one being timed.
+        del steps_seen, spec, optimizer, graph
         spec, optimizer = _build(work.model, data, device, memory_format, config.seed)
         graph, _ = _recorded(spec, optimizer, on_device, batch, mode, timer) if graphs else (None, None)
     order = torch.Generator().manual_seed(config.seed)

@@ -173,6 +173,7 @@ class StepGraph:
     def run(self, index: torch.Tensor) -> None:
         """One training step on the images at `index` (a full batch, on the device)."""
         if self._replay is None:
-            self.prepare()
+            # Recording here would land inside whatever the caller is timing.
+            raise RuntimeError("StepGraph.prepare() must record the step before it is run")
         self.index.copy_(index)
         self._replay()
