@@ -92,6 +92,8 @@ def run(
         check_model_name(name)
     devices.configure_process()
     targets = [devices.display_name(device) for device in devices.resolve(config.devices)]
+    # Named once: a case that never measured (unsupported, failed) still says what the device is.
+    device_names = {name: device_label(torch.device(name)) for name in targets}
     devices.set_cpu_threads(config.cpu_threads)
     data, load_s = load_data(config)
     if resume is not None:
@@ -117,7 +119,7 @@ def run(
             if kept is None:
                 progress.message(f"{key.label(('batch_size', 'precision'))}: already measured")
                 continue
-            fold = _folding(config, data, peaks, key)
+            fold = _folding(config, data, peaks, key, device_names[key.device])
             unsupported = precision.unsupported_reason(key.workload.precision, torch.device(key.device))
             if unsupported:
                 progress.message(f"[yellow]{key.label(('batch_size', 'precision'))}: not measured:[/] {unsupported}")
@@ -141,13 +143,13 @@ def run(
     return result
 
 
-def _folding(config: RunConfig, data: Dataset, peaks: dict, key: CaseKey):
+def _folding(config: RunConfig, data: Dataset, peaks: dict, key: CaseKey, device_name: str):
     """fold(repeats, failure=..., interrupted=...): the case as it stands, for this run's settings."""
     def fold(repeats, **ending):
         return fold_case(key, repeats, repeats_wanted=config.repeats, epochs=config.epochs,
                          accuracy_meaningful=data.accuracy_meaningful,
                          peaks=peaks.get(peaks_key(key.device, key.workload.precision)),
-                         device_name=device_label(torch.device(key.device)), **ending)
+                         device_name=device_name, **ending)
     return fold
 
 

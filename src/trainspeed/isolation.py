@@ -58,19 +58,13 @@ def measure_in_child(config: RunConfig, key: CaseKey, repeat: int, data: Dataset
     job = Job("repeat", asdict(child_config(config, data)), key.device, asdict(key), repeat,
               layout_chosen=list(layout_chosen) if layout_chosen else None)
     result = _spawn(job, progress)
-    if isinstance(result, Failure):
-        return result
-    if "failure" in result:
-        return failure_from_dict(result["failure"])
-    return measurement_from_dict(result["measurement"])
+    return result if isinstance(result, Failure) else measurement_from_dict(result["measurement"])
 
 
 def peaks_in_child(config: RunConfig, device: str, precisions: list[str], progress) -> dict[str, dict]:
     """The device's measured peaks per precision, measured in a child so that the parent never
     holds a GPU context while cases run (an exclusive-process GPU admits one)."""
     result = _spawn(Job("peaks", asdict(config), device, precisions=list(precisions)), progress)
-    if isinstance(result, dict) and "failure" in result:
-        result = failure_from_dict(result["failure"])
     if isinstance(result, Failure):
         progress.message(f"[yellow]peaks of {device} not measured:[/] {result.reason}; MFU is left out")
         return {}
@@ -89,6 +83,7 @@ def child_environment(device: str) -> tuple[dict[str, str], str]:
 
 
 def _spawn(job: Job, progress) -> dict | Failure:
+    """The child's answer, or a Failure: the reason it gave, or why it ended without answering."""
     environ, local = child_environment(job.device)
     message = json.dumps({**asdict(job), "local_device": local, "spawned_at": time.time()})
     result: dict | None = None
@@ -105,7 +100,7 @@ def _spawn(job: Job, progress) -> dict | Failure:
             _stop(child)
             raise
         if result is not None:
-            return result
+            return failure_from_dict(result["failure"]) if "failure" in result else result
         errors.seek(0)
         lines = [line.rstrip() for line in errors.read().splitlines() if line.strip()]
         if lines and lines[0].startswith("Traceback"):

@@ -42,9 +42,7 @@ class Progress(Protocol):
 
 
 def repeat_label(key: CaseKey, repeat: int, repeats: int) -> str:
-    label = f"{key.workload.model} on {key.device}, batch {key.workload.batch_size}"
-    if key.workload.precision != "fp32":
-        label += f", {key.workload.precision}"
+    label = key.label(("batch_size",) + (("precision",) if key.workload.precision != "fp32" else ()))
     return label + (f", repeat {repeat}/{repeats}" if repeats > 1 else "")
 
 
@@ -106,14 +104,14 @@ def _layout(config: RunConfig, key: CaseKey, data: Dataset, on_device: DeviceDat
             timer: Timer, graphs: bool,
             chosen: tuple[str, str] | None) -> tuple[torch.memory_format | None, str | None]:
     """The activation layout for a convolutional model: the case's earlier choice, the CPU's known
-    one, else measured here."""
+    one, else measured here. create_model ignores a layout for a model without convolutions."""
     model = key.workload.model
-    if not create_model(model, data.image_shape, data.num_classes).convolutional:
-        return None, None
     if chosen is not None:
         return layout.LAYOUTS[chosen[0]], chosen[1]
     if device.type == "cpu":
         return layout.LAYOUTS[layout.CPU_LAYOUT], f"{layout.CPU_LAYOUT}: the CPU's layout (benchmarks/RESULTS.md)"
+    if not create_model(model, data.image_shape, data.num_classes).convolutional:
+        return None, None
     seconds = {name: layout.step_seconds(lambda fmt: _build(model, data, device, fmt, config.seed), fmt,
                                          on_device.train_images, on_device.train_labels,
                                          key.workload.batch_size, key.workload.precision, timer, graphs)
@@ -165,9 +163,10 @@ def _train(config: RunConfig, key: CaseKey, repeat: int, data: Dataset, on_devic
     cost = flops.training_step_cost(spec.network, data.image_shape, batch,
                                     "sgd" if isinstance(optimizer, torch.optim.SGD) else "adam")
     graph, record_s = _recorded(spec, optimizer, on_device, batch, mode, timer) if graphs else (None, None)
+    convolutional = spec.convolutional
     common = dict(repeat=repeat, params=spec.params, flops_per_step=cost.flops, bytes_per_step=cost.bytes,
-                  steps_per_epoch=steps, memory_format=layout.layout_name(spec.memory_format) if memory_format
-                  else None, layout_choice=layout_choice, device_name=device_label(device),
+                  steps_per_epoch=steps, memory_format=layout.layout_name(spec.memory_format) if convolutional
+                  else None, layout_choice=layout_choice if convolutional else None, device_name=device_label(device),
                   cpu_threads=torch.get_num_threads())
     if config.time_budget_s:
         steps_seen = EpochSteps(spec, optimizer, images, labels, batch, torch.Generator().manual_seed(config.seed),

@@ -83,9 +83,8 @@ def _read_text(path: str) -> str | None:
         return None
 
 
-def describe_cpu() -> CpuInfo:
-    blocks = _cpuinfo_fields()
-    first = blocks[0] if blocks else {}
+def _cpu_model(first: dict[str, str]) -> str:
+    """The CPU's model name, from the first /proc/cpuinfo block (or macOS's sysctl)."""
     model = first.get("model name") or first.get("Model") or platform.processor() or platform.machine()
     if sys.platform == "darwin":
         try:
@@ -94,6 +93,13 @@ def describe_cpu() -> CpuInfo:
             ).stdout.strip() or model
         except (OSError, subprocess.SubprocessError):
             pass
+    return model
+
+
+def describe_cpu() -> CpuInfo:
+    blocks = _cpuinfo_fields()
+    first = blocks[0] if blocks else {}
+    model = _cpu_model(first)
     flags = set((first.get("flags") or first.get("Features") or "").split())
     cores = {(b.get("physical id"), b.get("core id")) for b in blocks if "core id" in b}
     max_khz = _read_text("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq")
@@ -159,7 +165,8 @@ def device_label(device: torch.device) -> str:
         return torch.cuda.get_device_name(device)
     if device.type == "mps":
         return "Apple GPU (MPS)"
-    return describe_cpu().model
+    blocks = _cpuinfo_fields()
+    return _cpu_model(blocks[0] if blocks else {})
 
 
 def report() -> DeviceReport:
