@@ -15,20 +15,20 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "trainspeed"
 
 # Lowest first: a module may import from its own level or below, never from above.
 LEVELS = [
-    {"errors", "faults", "timing", "stats", "flops", "cases", "config", "progress"},
+    {"errors", "faults", "timing", "stats", "flops", "cases", "config", "progress", "output", "schema"},
     {"results"},
     {"machine", "data"},
     {"models", "losses", "optimizers", "layers"},
     {"engine"},
     {"budget", "measure"},
-    {"fold", "plan"},
+    {"fold", "plan", "resume"},
     {"isolation"},
     {"execute"},
     {"report"},
     {"cli", "__init__", "__main__"},  # the command and the public API (imported lazily) are the top
 ]
 # What the report may read: results and settings, never training (and so never torch).
-REPORT_MAY_IMPORT = {"report", "results", "cases", "config", "stats", "errors"}
+REPORT_MAY_IMPORT = {"report", "results", "cases", "config", "stats", "errors", "output"}
 MAX_LINES = 350
 
 

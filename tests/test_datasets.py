@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from conftest import cifar_archive_bytes, make_cifar_files, make_idx_files, md5_of, write_cifar_folder
-from trainspeed.data import DataOptions, list_datasets, load_dataset, registry
+from trainspeed.data import DataOptions, cifar10, idx, list_datasets, load_dataset
 from trainspeed.errors import ChecksumError, ConfigError, DataError
 
 
@@ -73,8 +73,8 @@ def test_data_dir_without_cifar10_says_what_it_expected(tmp_path, isolated_data)
 def test_cifar10_download_is_verified_extracted_and_cached(tmp_path, isolated_data, file_server, monkeypatch):
     archive = cifar_archive_bytes(make_cifar_files())
     file_server.files["/cifar-10-python.tar.gz"] = archive
-    monkeypatch.setattr(registry, "CIFAR10_URL", file_server.url("/cifar-10-python.tar.gz"))
-    monkeypatch.setattr(registry, "CIFAR10_MD5", md5_of(archive))
+    monkeypatch.setattr(cifar10, "CIFAR10_URL", file_server.url("/cifar-10-python.tar.gz"))
+    monkeypatch.setattr(cifar10, "CIFAR10_MD5", md5_of(archive))
     data = load_dataset("cifar10", options(tmp_path))
     extracted = isolated_data / "cifar10" / "cifar-10-batches-py"
     assert data.source == str(extracted) and (extracted / "test_batch").is_file()
@@ -86,14 +86,14 @@ def test_cifar10_download_is_verified_extracted_and_cached(tmp_path, isolated_da
 
 def test_cifar10_download_with_wrong_checksum_is_never_used(tmp_path, isolated_data, file_server, monkeypatch):
     file_server.files["/cifar-10-python.tar.gz"] = cifar_archive_bytes(make_cifar_files())
-    monkeypatch.setattr(registry, "CIFAR10_URL", file_server.url("/cifar-10-python.tar.gz"))
-    with pytest.raises(ChecksumError, match=registry.CIFAR10_MD5):
+    monkeypatch.setattr(cifar10, "CIFAR10_URL", file_server.url("/cifar-10-python.tar.gz"))
+    with pytest.raises(ChecksumError, match=cifar10.CIFAR10_MD5):
         load_dataset("cifar10", options(tmp_path))
     assert not any((isolated_data / "cifar10").iterdir())
 
 
 def test_auto_falls_back_to_synthetic_when_offline(tmp_path, isolated_data, monkeypatch, closed_port_url):
-    monkeypatch.setattr(registry, "CIFAR10_URL", closed_port_url)
+    monkeypatch.setattr(cifar10, "CIFAR10_URL", closed_port_url)
     data = load_dataset("auto", options(tmp_path, synthetic_train=50, synthetic_test=10))
     assert data.name == "synthetic" and data.accuracy_meaningful is False
     assert any("could not be downloaded" in note and closed_port_url in note for note in data.notes)
@@ -126,10 +126,10 @@ def test_mnist_style_release_downloads_every_file(tmp_path, isolated_data, file_
     files = make_idx_files()
     for name, data in files.items():
         file_server.files[f"/mnist/{name}"] = data
-    release = registry.IdxRelease(
+    release = idx.IdxRelease(
         name="mnist", mirrors=(file_server.url("/mnist/"),), keras_folder=None,
         class_names=tuple("0123456789"), files=tuple((name, md5_of(data)) for name, data in files.items()),
     )
-    data = registry.load_idx_release(release, options(tmp_path))
+    data = idx.load_idx_release(release, options(tmp_path))
     assert data.train_images.shape == (12, 1, 28, 28) and data.matches_release is True
     assert sorted(p.name for p in (isolated_data / "mnist").iterdir()) == sorted(files)

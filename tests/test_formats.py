@@ -13,8 +13,8 @@ from conftest import (
     write_cifar_folder,
 )
 from trainspeed.data import formats
+from trainspeed.data.cifar10 import CIFAR10_MD5, read_cifar10_archive, read_cifar10_folder
 from trainspeed.data.download import md5sum
-from trainspeed.data.registry import CIFAR10_MD5, read_cifar10_archive, read_cifar10_folder
 from trainspeed.errors import DataError
 
 
@@ -51,7 +51,10 @@ def test_truncated_archive_names_file_and_both_checksums(tmp_path):
         read_cifar10_archive(archive)
     message = str(error.value)
     assert str(archive) in message and CIFAR10_MD5 in message
-    assert md5sum(archive) in message and "re-fetch" in message
+    # The user's own copy is theirs to replace; only our cached copy is worth deleting and fetching again.
+    assert md5sum(archive) in message and "replace it with a good copy" in message and "delete" not in message
+    with pytest.raises(DataError, match=f"delete {archive} and run again to fetch it anew"):
+        read_cifar10_archive(archive, ours=True)
 
 
 def test_pickle_that_would_run_code_is_refused(tmp_path):

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import trainspeed
-from trainspeed import execute, isolation, plan
+from trainspeed import execute, isolation, output, plan
 from trainspeed.cases import CaseKey, Workload
 from trainspeed.errors import ResultsError
 from trainspeed.fold import fold_case
@@ -106,15 +106,15 @@ def test_results_that_cannot_be_written_say_so_and_keep_the_last_copy(tmp_path, 
 
 
 def test_a_crash_while_writing_leaves_the_previous_file_whole(tmp_path, monkeypatch):
-    result = RunResult("0.1.0", "now", {}, {}, cases=[CaseResult("ann", "cpu", "synthetic", 32)])
+    result = RunResult("0.1.0", "now", {}, {}, cases=[CaseResult("ann", "cpu", "synthetic", 32, steady_epoch_s=1.0)])
     path = result.write(tmp_path / "results.json")
-    result.cases.append(CaseResult("cnn", "cpu", "synthetic", 32))
+    result.cases.append(CaseResult("cnn", "cpu", "synthetic", 32, steady_epoch_s=2.0))
 
-    def dies_half_way(obj, file, **kwargs):
-        file.write('{"schema_version": 1, "cases": [')
+    def dies_half_way(descriptor):
+        os.ftruncate(descriptor, 20)  # the new content half on disk, when the process dies
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(json, "dump", dies_half_way)
+    monkeypatch.setattr(output.os, "fsync", dies_half_way)
     with pytest.raises(KeyboardInterrupt):
         result.write(path)
     monkeypatch.undo()

@@ -120,12 +120,12 @@ def test_out_of_memory_fails_one_case_and_keeps_the_others(tmp_path, monkeypatch
 def test_run_downloads_cifar10_then_trains(tmp_path, isolated_data, file_server, monkeypatch):
     """The CLI with nothing cached: download (with its bar), verify, extract, train, write results."""
     from conftest import cifar_archive_bytes, make_cifar_files, md5_of
-    from trainspeed.data import registry
+    from trainspeed.data import cifar10
 
     archive = cifar_archive_bytes(make_cifar_files(per_batch=8))
     file_server.files["/cifar-10-python.tar.gz"] = archive
-    monkeypatch.setattr(registry, "CIFAR10_URL", file_server.url("/cifar-10-python.tar.gz"))
-    monkeypatch.setattr(registry, "CIFAR10_MD5", md5_of(archive))
+    monkeypatch.setattr(cifar10, "CIFAR10_URL", file_server.url("/cifar-10-python.tar.gz"))
+    monkeypatch.setattr(cifar10, "CIFAR10_MD5", md5_of(archive))
     from trainspeed.cli import main
 
     out = tmp_path / "out"

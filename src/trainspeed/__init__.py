@@ -5,7 +5,7 @@
     prediction = trainspeed.predict(result.trained("cnn", "cpu"), images)
 """
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 __all__ = ["__version__", "run", "predict", "RunConfig", "RunResult", "list_models", "list_datasets"]
 

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 from . import __version__
 from .errors import TrainspeedError
@@ -122,22 +123,34 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     except KeyboardInterrupt:
         Console(stderr=True).print(f"[yellow]interrupted; the finished cases are in {results_file}[/]")
         return 130
-    # Files first: a closed terminal or pipe must not cost the report.
-    comparison, written = _build_report([(None, result)], Path(args.out), None)
+    comparison = _compare([(None, result)], None)
+    # Files first: a closed terminal or pipe must not cost the report; a failed report must not cost the table.
+    try:
+        written, report_error = _write_report(comparison, Path(args.out)), None
+    except TrainspeedError as error:
+        written, report_error = [], error
     console.print(results_table(result))
     for line in warning_lines(result):
         console.print(line)
     console.print(f"results: {results_file}")
     _print_report(comparison, written, console)
+    if report_error is not None:
+        print(f"trainspeed: error: the results are safe in {results_file}, but the report was not written: "
+              f"{report_error}", file=sys.stderr)
+        return 2
     return 0 if all(case.ok for case in result.cases) else 1
 
 
-def _build_report(labelled, out: Path, baseline: str | None):
-    from .report.build import write_report
+def _compare(labelled, baseline: str | None):
     from .report.comparison import compare
 
-    comparison = compare(labelled, baseline)
-    return comparison, write_report(comparison, out)
+    return compare(labelled, baseline)
+
+
+def _write_report(comparison, out: Path) -> list[Path]:
+    from .report.build import write_report
+
+    return write_report(comparison, out)
 
 
 def _print_report(comparison, written: list[Path], console: Console) -> None:
@@ -147,18 +160,27 @@ def _print_report(comparison, written: list[Path], console: Console) -> None:
         console.print(f"[bold]{sentence}[/]")
     for effect in precision_effects(comparison):
         console.print(f"[yellow]{effect.sentence}[/]" if effect.costs_accuracy else f"[bold]{effect.sentence}[/]")
-    console.print(f"report: {written[1]} and {len(written) - 1} more files in {written[1].parent}")
+    for note in comparison.notes:  # what the comparison left out or merged, and why
+        console.print(f"[yellow]note:[/] {escape(note)}")
+    if written:
+        console.print(f"report: {written[1]} and {len(written) - 1} more files in {written[1].parent}")
 
 
-def _write_report(labelled, out: Path, baseline: str | None, console: Console) -> None:
-    _print_report(*_build_report(labelled, out, baseline), console)
+def _report(labelled, out: Path, baseline: str | None, console: Console) -> None:
+    comparison = _compare(labelled, baseline)
+    _print_report(comparison, _write_report(comparison, out), console)
+
+
+def _results_file(path: Path) -> Path:
+    """The results file a path names: the file, or the results.json in a folder."""
+    return path / "results.json" if path.is_dir() else path
 
 
 def cmd_report(args: argparse.Namespace, console: Console) -> int:
     from .results import RunResult
 
     result = RunResult.read(args.results)
-    _write_report([(None, result)], args.out or args.results.parent, None, console)
+    _report([(None, result)], args.out or _results_file(args.results).parent, None, console)
     return 0
 
 
@@ -166,8 +188,8 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> int:
     from .report.comparison import machine_label
     from .results import RunResult
 
-    labelled = [(machine_label(path), RunResult.read(path)) for path in args.results]
-    _write_report(labelled, args.out, args.baseline, console)
+    labelled = [(machine_label(_results_file(path)), RunResult.read(path)) for path in args.results]
+    _report(labelled, args.out, args.baseline, console)
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields
 
 from .errors import ConfigError
@@ -9,6 +10,8 @@ from .errors import ConfigError
 DEFAULT_MODELS = ("ann", "cnn")
 # Their meaning, and where each runs, is in precision.py; this module stays free of torch.
 PRECISIONS = ("fp32", "tf32", "bf16")
+# NumPy's and PyTorch's generators both take it; the range every seeded library accepts.
+MAX_SEED = 2**32 - 1
 
 
 @dataclass
@@ -59,6 +62,12 @@ class RunConfig:
         checks = [("--epochs", self.epochs, 1), ("--limit", self.limit, 1), ("--cpu-threads", self.cpu_threads, 1),
                   ("--repeats", self.repeats, 1), ("--time-budget", self.time_budget_s, 0.1)]
         checks += [("--batch-size", size, 1) for size in self.batch_sizes]
+        if self.time_budget_s is not None and not math.isfinite(self.time_budget_s):
+            raise ConfigError(f"--time-budget must be a number of seconds, got {self.time_budget_s}")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ConfigError(f"--seed must be from 0 to {MAX_SEED} (2**32 - 1), got {self.seed}")
+        if self.out is not None and not str(self.out).strip():
+            raise ConfigError("--out needs a folder name, e.g. --out trainspeed-results")
         for name, value, least in checks:
             if value is not None and value < least:
                 raise ConfigError(f"{name} must be at least {least}, got {value}")

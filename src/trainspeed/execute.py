@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from rich.console import Console
 
-from . import __version__, isolation
+from . import __version__, isolation, output, resume
 from .cases import CaseKey
 from .config import RunConfig
 from .data import Dataset
@@ -28,8 +28,8 @@ from .machine import devices, environment, precision
 from .machine.describe import device_label
 from .machine.peaks import measure_peaks
 from .measure import SAMPLE_IMAGES, copy_to_device, measure_repeat
-from .models import check_model_name
-from .plan import load_data, make_config, peaks_key, plan_cases, repeats_to_keep
+from .models import check_model
+from .plan import check_plan, load_data, make_config, peaks_key, plan_cases, repeats_to_keep
 from .progress import EpochProgress
 from .results import RESULTS_FILE, DatasetInfo, Failure, Measurement, RunResult, StartupCost
 
@@ -43,14 +43,12 @@ def dataset_info(data: Dataset) -> DatasetInfo:
         matches_release=data.matches_release, accuracy_meaningful=data.accuracy_meaningful,
         notes=list(data.notes),
         sample_images_b64=base64.b64encode(sample.tobytes()).decode("ascii"),
-        sample_labels=data.test_labels[:SAMPLE_IMAGES].tolist(),
+        sample_labels=data.test_labels[:SAMPLE_IMAGES].tolist(), fingerprint=resume.fingerprint(data),
     )
 
 
-def _fresh_results_path(config: RunConfig) -> Path | None:
-    if not config.out:
-        return None
-    path = Path(config.out) / RESULTS_FILE
+def _fresh_results_path(folder: Path) -> Path:
+    path = folder / RESULTS_FILE
     if path.exists():
         # Never overwrite an earlier run's measurements: keep them beside the new file.
         stamp = datetime.fromtimestamp(path.stat().st_mtime).strftime("%Y%m%d-%H%M%S")
@@ -59,17 +57,17 @@ def _fresh_results_path(config: RunConfig) -> Path | None:
 
 
 def resume_run(directory: Path, *, console: Console | None = None) -> RunResult:
-    """Finish an interrupted run: keep its finished cases, run the rest with the same settings."""
-    path = Path(directory) / RESULTS_FILE
-    if not path.exists():
-        raise ResultsError(f"nothing to resume: {path} does not exist")
-    previous = RunResult.read(path)
-    if previous.trainspeed_version != __version__:
-        raise ResultsError(f"{path} was written by trainspeed {previous.trainspeed_version}, this is {__version__}: "
-                           "its figures cannot be mixed with this version's; start a new run with --out")
-    config = RunConfig.from_dict(previous.config)
-    config.out = str(directory)
-    return run(config, console=console, resume=previous)
+    """Finish an interrupted run: keep its finished cases, run the rest with the same settings,
+    on the same machine, software and data (resume.py), or refuse."""
+    with output.claimed(directory) as folder:
+        path = folder / RESULTS_FILE
+        if not path.is_file():
+            raise ResultsError(f"nothing to resume: {path} is not a results file")
+        previous = RunResult.read(path)
+        resume.check_version(previous.trainspeed_version, path)
+        config = make_config(resume.resumed_config(previous.config, previous.dataset and previous.dataset.name,
+                                                   folder))
+        return _run(config, console, False, previous, path)
 
 
 def run(
@@ -77,35 +75,49 @@ def run(
     *,
     console: Console | None = None,
     keep_models: bool = False,
-    resume: RunResult | None = None,
     **overrides,
 ) -> RunResult:
     """Train every model on every device; returns (and writes to config.out) the results.
 
     Each repeat of a case runs in a child process unless `keep_models` asks for the trained
     networks (they only exist in this process) or `isolate=False`. Progress goes to `console`
-    (stderr).
+    (stderr). The output folder is checked and held by this run alone before any work starts.
     """
     config = make_config(config, **overrides)
+    if not config.out:
+        return _run(config, console, keep_models, None, None)
+    with output.claimed(config.out) as folder:
+        return _run(config, console, keep_models, None, _fresh_results_path(folder))
+
+
+def _run(config: RunConfig, console: Console | None, keep_models: bool, previous: RunResult | None,
+         path: Path | None) -> RunResult:
     isolate = config.isolate and not keep_models
     for name in config.models:
-        check_model_name(name)
+        check_model(name)
     devices.configure_process()
     targets = [devices.display_name(device) for device in devices.resolve(config.devices)]
     # Named once: a case that never measured (unsupported, failed) still says what the device is.
     device_names = {name: device_label(torch.device(name)) for name in targets}
     devices.set_cpu_threads(config.cpu_threads)
+    machine = environment.collect()
+    if previous is not None:
+        resume.check_machine(previous.environment, machine, path)
     data, load_s = load_data(config)
-    if resume is not None:
-        result, path = resume, (Path(config.out) / RESULTS_FILE if config.out else None)
+    check_plan(config, data)
+    if previous is not None:
+        resume.check_data(previous.dataset and previous.dataset.fingerprint, previous.dataset and previous.dataset.name,
+                          data, path)
+        result = previous
     else:
-        path = _fresh_results_path(config)
         result = RunResult(
             trainspeed_version=__version__,
             created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            config=asdict(config), environment=environment.collect(), dataset=dataset_info(data),
+            config=asdict(config), environment=machine, dataset=dataset_info(data),
             notes=list(data.notes),
         )
+    result.sessions.append(resume.session(machine))
+    session = len(result.sessions) - 1
     # Opened only now: a download above shows its own bar, and Rich before 14 allows one live display.
     progress = EpochProgress(console).__enter__()
     for note in data.notes:  # said once, here, and kept in the results
@@ -119,7 +131,7 @@ def run(
             if kept is None:
                 progress.message(f"{key.label(('batch_size', 'precision'))}: already measured")
                 continue
-            fold = _folding(config, data, peaks, key, device_names[key.device])
+            fold = _folding(config, data, peaks, key, device_names[key.device], session)
             unsupported = precision.unsupported_reason(key.workload.precision, torch.device(key.device))
             if unsupported:
                 progress.message(f"[yellow]{key.label(('batch_size', 'precision'))}: not measured:[/] {unsupported}")
@@ -136,20 +148,24 @@ def run(
                     _store(result, fold(kept, failure=outcome), path)
                     break
                 kept.append(outcome)
-                _store(result, fold(kept), path)
+                case = fold(kept)
+                _store(result, case, path)
+                if case.status == "stalled":
+                    progress.message(f"[yellow]{key.label(('batch_size', 'precision'))}: {case.error}[/]")
+                    break
     finally:
         progress.__exit__(None, None, None)
         _write(result, path)  # whatever happened, the finished cases are kept
     return result
 
 
-def _folding(config: RunConfig, data: Dataset, peaks: dict, key: CaseKey, device_name: str):
+def _folding(config: RunConfig, data: Dataset, peaks: dict, key: CaseKey, device_name: str, session: int):
     """fold(repeats, failure=..., interrupted=...): the case as it stands, for this run's settings."""
     def fold(repeats, **ending):
         return fold_case(key, repeats, repeats_wanted=config.repeats, epochs=config.epochs,
                          accuracy_meaningful=data.accuracy_meaningful,
                          peaks=peaks.get(peaks_key(key.device, key.workload.precision)),
-                         device_name=device_name, **ending)
+                         device_name=device_name, session=session, **ending)
     return fold
 
 
@@ -203,6 +219,4 @@ def _write(result: RunResult, path: Path | None) -> None:
     try:
         result.write(path)
     except OSError as error:
-        raise ResultsError(
-            f"cannot write {path} ({error.strerror or error}); the last complete copy is intact: free space "
-            f"and run `trainspeed run --resume {path.parent}`") from None
+        raise output.write_error(path, error, resume=True) from None

@@ -11,6 +11,7 @@ from dataclasses import replace
 
 from . import flops
 from .cases import CaseKey
+from .machine import stalls
 from .results import CaseResult, Failure, Measurement
 from .stats import images_per_second, speedup, spread
 
@@ -31,18 +32,23 @@ def _identity(key: CaseKey, accuracy_meaningful: bool, epochs: int) -> dict:
 
 def fold_case(key: CaseKey, repeats: Sequence[Measurement], *, repeats_wanted: int, epochs: int,
               accuracy_meaningful: bool = True, peaks: dict | None = None, failure: Failure | None = None,
-              interrupted: bool = False, device_name: str = "") -> CaseResult:
-    """The case as its repeats so far measured it; `failure` or `interrupted` end it early."""
-    identity = _identity(key, accuracy_meaningful, epochs)
+              interrupted: bool = False, device_name: str = "", session: int = 0) -> CaseResult:
+    """The case as its repeats so far measured it; `failure` or `interrupted` end it early, and a
+    repeat whose process stopped while it was timed spoils the case (machine/stalls.py)."""
+    identity = dict(_identity(key, accuracy_meaningful, epochs), session=session)
     warnings = sorted({w for r in repeats for w in r.warnings} | set(failure.warnings if failure else ()))
+    stalled_s = sum(r.stalled_s or 0.0 for r in repeats) if any(r.stalled_s is not None for r in repeats) else None
     ended: dict = {}
+    spoiled = [r for r in repeats if stalls.spoils(r.stalled_s, sum(r.epoch_s) or r.steady_epoch_s * epochs)]
     if failure is not None:
         ended = dict(status="failed", error=failure.reason, peak_memory_bytes=failure.peak_memory_bytes,
                      memory_total_bytes=failure.memory_total_bytes, max_batch_size=failure.max_batch_size)
     elif interrupted:
         ended = dict(status="interrupted", error="stopped by the user (Ctrl-C)")
+    if spoiled:  # whatever else ended it: a resume must not keep a spoiled repeat
+        ended = dict(status="stalled", error=stalls.stall_reason(sum(r.stalled_s for r in spoiled)))
     if not repeats:
-        return CaseResult(**identity, device_name=device_name, warnings=warnings,
+        return CaseResult(**identity, device_name=device_name, warnings=warnings, stalled_s=stalled_s,
                           **(ended or dict(status="partial")))
     first = repeats[0]
     measured = {name: getattr(first, name) for name in _FROM_FIRST_REPEAT}
@@ -54,7 +60,7 @@ def fold_case(key: CaseKey, repeats: Sequence[Measurement], *, repeats_wanted: i
     values = {**identity, **measured, **figures, **roofline, **status, **ended}
     if failure is not None and failure.peak_memory_bytes is None:
         values["peak_memory_bytes"] = first.peak_memory_bytes
-    return CaseResult(**values, repeats=list(repeats), warnings=warnings,
+    return CaseResult(**values, repeats=list(repeats), warnings=warnings, stalled_s=stalled_s,
                       under_load=any(r.under_load for r in repeats))
 
 

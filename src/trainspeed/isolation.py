@@ -22,7 +22,8 @@ from .cases import CaseKey, Workload
 from .config import RunConfig
 from .data import Dataset
 from .errors import TrainspeedError
-from .results import Failure, Measurement, StartupCost, failure_from_dict, measurement_from_dict
+from .results import Failure, Measurement, StartupCost
+from .schema import validated
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,9 @@ def measure_in_child(config: RunConfig, key: CaseKey, repeat: int, data: Dataset
     job = Job("repeat", asdict(child_config(config, data)), key.device, asdict(key), repeat,
               layout_chosen=list(layout_chosen) if layout_chosen else None)
     result = _spawn(job, progress)
-    return result if isinstance(result, Failure) else measurement_from_dict(result["measurement"])
+    if isinstance(result, Failure):
+        return result
+    return validated(Measurement, result["measurement"], "the case's process")
 
 
 def peaks_in_child(config: RunConfig, device: str, precisions: list[str], progress) -> dict[str, dict]:
@@ -88,8 +91,12 @@ def _spawn(job: Job, progress) -> dict | Failure:
     message = json.dumps({**asdict(job), "local_device": local, "spawned_at": time.time()})
     result: dict | None = None
     with tempfile.TemporaryFile("w+") as errors:
-        child = subprocess.Popen([sys.executable, "-m", "trainspeed.isolation"], stdin=subprocess.PIPE,
-                                 stdout=subprocess.PIPE, stderr=errors, text=True, env=environ)
+        try:
+            child = subprocess.Popen([sys.executable, "-m", "trainspeed.isolation"], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=errors, text=True, env=environ)
+        except OSError as error:
+            return Failure(f"cannot start a process for the case ({sys.executable}: {error.strerror or error}); "
+                           "check that this Python can run, or use --in-process")
         try:
             child.stdin.write(message)
             child.stdin.close()
@@ -100,7 +107,7 @@ def _spawn(job: Job, progress) -> dict | Failure:
             _stop(child)
             raise
         if result is not None:
-            return failure_from_dict(result["failure"]) if "failure" in result else result
+            return validated(Failure, result["failure"], "the case's process") if "failure" in result else result
         errors.seek(0)
         lines = [line.rstrip() for line in errors.read().splitlines() if line.strip()]
         if lines and lines[0].startswith("Traceback"):

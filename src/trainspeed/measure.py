@@ -20,7 +20,7 @@ from .engine.evaluate import evaluate, predict
 from .engine.graph import StepGraph
 from .engine.loop import train_epoch
 from .engine.step import DeviceData, EpochSteps
-from .machine import devices, precision, validity
+from .machine import devices, precision, stalls, validity
 from .machine.describe import device_label
 from .models import ModelSpec, create_model
 from .results import EpochRecord, Failure, Measurement, StartupCost
@@ -80,7 +80,10 @@ def measure_repeat(config: RunConfig, key: CaseKey, repeat: int, data: Dataset, 
             startup = replace(startup, data_s=(startup.data_s or 0.0) + copy_s)
         label = repeat_label(key, repeat, config.repeats)
         try:
-            return _train(config, key, repeat, data, on_device, device, progress, label, startup, layout_chosen)
+            with stalls.StallWatch() as watch:
+                measurement, spec = _train(config, key, repeat, data, on_device, device, progress, label, startup,
+                                           layout_chosen)
+            return replace(measurement, stalled_s=round(watch.stalled_s, 3)), spec
         except Exception as error:
             if not is_out_of_memory(error):
                 raise

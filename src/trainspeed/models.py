@@ -69,9 +69,18 @@ def list_models() -> list[str]:
     return [usage for _, usage in _MODELS.values()]
 
 
-def check_model_name(name: str) -> None:
-    """Fail early, before any data is loaded, on a name no builder accepts."""
-    create_model(name, (1, 8, 8), 2)
+def check_model(name: str, image_shape: ImageShape = (1, 8, 8), num_classes: int = 2) -> None:
+    """Fail early, with the builder's own message, on a name or an image shape it does not accept.
+
+    Built on the meta device: shapes are checked, and no memory is allocated or initialized.
+    """
+    base, _, argument = name.partition(":")
+    entry = _MODELS.get(base)
+    if entry is None:
+        raise ConfigError(f"unknown model {name!r}; choose from: {', '.join(list_models())}")
+    with torch.device("meta"):
+        spec = entry[0](image_shape, num_classes, argument)
+        spec.network(torch.zeros(1, *image_shape))
 
 
 def create_model(name: str, image_shape: ImageShape, num_classes: int,
@@ -154,11 +163,16 @@ def cnn(image_shape: ImageShape, num_classes: int, argument: str) -> ModelSpec:
                      memory_format=torch.channels_last)
 
 
+# A guard against typos such as mlp:100000 (the exercise it comes from uses 1 and 5 hidden layers).
+MAX_HIDDEN_LAYERS = 100
+
+
 @register_model("mlp", usage="mlp:N")
 def mlp(image_shape: ImageShape, num_classes: int, argument: str) -> ModelSpec:
     """The exercise: Flatten, N hidden Dense(128, relu), Dense(classes, softmax); Adam."""
-    if not argument.isdigit() or int(argument) < 1:
-        raise ConfigError(f"mlp needs a number of hidden layers, e.g. mlp:1 or mlp:5 (got {'mlp:' + argument!r})")
+    if not argument.isdigit() or not 1 <= int(argument) <= MAX_HIDDEN_LAYERS:
+        raise ConfigError(f"mlp needs a number of hidden layers from 1 to {MAX_HIDDEN_LAYERS}, e.g. mlp:1 or mlp:5 "
+                          f"(got {'mlp:' + argument!r})")
     hidden = int(argument)
     channels, height, width = image_shape
     layers: list[nn.Module] = [nn.Flatten()]

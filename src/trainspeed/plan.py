@@ -10,6 +10,7 @@ from .cases import CaseKey, Workload
 from .config import RunConfig
 from .data import DataOptions, Dataset, load_dataset
 from .errors import ConfigError
+from .models import check_model
 from .results import CaseResult, Measurement
 from .timing import Timer
 
@@ -32,10 +33,24 @@ def load_data(config: RunConfig) -> tuple[Dataset, float]:
     options = DataOptions(
         data_dir=Path(config.data_dir).expanduser() if config.data_dir else None,
         download=config.download, seed=config.seed, synthetic_shape=tuple(config.synthetic_shape),
+        limit=config.limit,
     )
     with Timer().measure("data") as measured:
         data = load_dataset(config.dataset, options).limited(config.limit)
     return data, measured.seconds
+
+
+def check_plan(config: RunConfig, data: Dataset) -> None:
+    """Refuse, before any training, a case that could only measure something else than it says."""
+    images = len(data.train_images)
+    for size in config.batch_sizes:
+        if size > images:
+            # Its one step would train on `images`, and its figures would be filed under `size`.
+            limited = " (with --limit)" if config.limit else ""
+            raise ConfigError(f"--batch-size {size} is larger than the training set, {images:,} images{limited}: "
+                              f"use a batch size of at most {images:,}")
+    for name in config.models:
+        check_model(name, data.image_shape, data.num_classes)
 
 
 def workload(data: Dataset, model: str, batch_size: int, precision: str) -> Workload:

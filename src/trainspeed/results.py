@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from . import schema
 from .cases import CaseKey, Workload, matching
 from .errors import ResultsError
+from .output import write_atomically
 
 # 2: the image shape on every case; repeats hold whole measurements.
 SCHEMA_VERSION = 2
@@ -90,6 +89,7 @@ class Measurement:
     layout_choice: str | None = None  # how the layout was chosen, with the measured step times
     device_name: str = ""
     cpu_threads: int | None = None
+    stalled_s: float | None = None  # seconds the process did not run while it was measured (machine/stalls.py)
 
 
 @dataclass(frozen=True)
@@ -113,7 +113,7 @@ class CaseResult:
     batch_size: int
     precision: str = "fp32"
     device_name: str = ""
-    status: str = "ok"  # "ok", "failed", "interrupted", or "partial" while repeats remain
+    status: str = "ok"  # "ok", "failed", "stalled", "interrupted", or "partial" while repeats remain
     error: str | None = None
     image_shape: tuple[int, ...] = ()  # (channels, height, width)
     params: int | None = None
@@ -164,6 +164,10 @@ class CaseResult:
     cuda_graph: bool = False  # full-batch steps were replayed from a recorded CUDA graph
     memory_format: str | None = None  # the activations' layout, and how it was chosen
     layout_choice: str | None = None
+    # Seconds the measuring process was stopped or starved during timed work (machine/stalls.py).
+    stalled_s: float | None = None
+    # Which of the run's sessions measured it (RunResult.sessions): the machine and software it ran on.
+    session: int = 0
 
     @property
     def ok(self) -> bool:
@@ -193,6 +197,8 @@ class DatasetInfo:
     # The first test images, so a report can show them with predictions: base64 of uint8 NCHW.
     sample_images_b64: str | None = None
     sample_labels: list[int] = field(default_factory=list)
+    # A digest of every image and label after --limit: a resumed run must train on the same data.
+    fingerprint: str | None = None
 
     def sample_images(self):
         """The sample images as a uint8 (N, H, W, C) array, ready to draw."""
@@ -215,6 +221,8 @@ class RunResult:
     dataset: DatasetInfo | None = None
     cases: list[CaseResult] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # The run and each resume of it: when, and on which machine and software (resume.py).
+    sessions: list[dict[str, Any]] = field(default_factory=list)
     schema_version: int = SCHEMA_VERSION
     # Trained networks by case, kept in memory only when asked for; never written.
     models: dict[CaseKey, Any] = field(default_factory=dict, repr=False, compare=False)
@@ -257,54 +265,44 @@ class RunResult:
     def write(self, path: Path) -> Path:
         """Write atomically: a crash at any moment leaves the old file or the new one, whole."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=".results-", suffix=".json")
-        try:
-            with os.fdopen(descriptor, "w") as file:
-                json.dump(self.to_dict(), file, indent=2)
-                file.flush()
-                os.fsync(file.fileno())
-            # mkstemp makes the file private; a results file is meant to be shared.
-            os.chmod(temporary, 0o666 & ~_umask())
-            os.replace(temporary, path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
-        return path
+        return write_atomically(path, schema.dumps(self.to_dict()))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "results") -> RunResult:
+        """A results file's parsed JSON, checked against the schema (schema.py), as a RunResult."""
         if not isinstance(data, dict) or "schema_version" not in data or "cases" not in data:
             raise ResultsError(f"{source} is not a trainspeed results file")
-        if data["schema_version"] > SCHEMA_VERSION:
-            raise ResultsError(
-                f"{source} has schema {data['schema_version']}, newer than this trainspeed reads "
-                f"({SCHEMA_VERSION}); upgrade trainspeed"
-            )
-        try:
-            dataset = DatasetInfo(**data["dataset"]) if data.get("dataset") else None
-            # Schema 1 kept the image shape only with the data set; every case of a run shares it.
-            shape = tuple(dataset.image_shape) if dataset else ()
-            cases = [case_from_dict({"image_shape": shape, **case}) for case in data["cases"]]
-            known = {f.name for f in fields(cls)} - {"cases", "dataset", "schema_version"}
-            return cls(**{k: v for k, v in data.items() if k in known}, dataset=dataset, cases=cases)
-        except (TypeError, KeyError) as error:
-            raise ResultsError(f"{source} is not a valid trainspeed results file ({error})") from None
+        version = data["schema_version"]
+        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+            raise ResultsError(f"{source} has schema_version {version!r}, not a whole number")
+        if version > SCHEMA_VERSION:
+            raise ResultsError(f"{source} has schema {version}, newer than this trainspeed reads "
+                               f"({SCHEMA_VERSION}); upgrade trainspeed")
+        result = schema.validated(cls, _upgraded(data), source)
+        for index, case in enumerate(result.cases):
+            if case.status not in schema.STATUSES:
+                raise ResultsError(f"{source}: cases[{index}].status is {case.status!r}, not one of "
+                                   f"{', '.join(schema.STATUSES)}")
+            if case.ok and not case.steady_epoch_s:
+                raise ResultsError(f"{source}: cases[{index}] is ok but has no steady_epoch_s")
+        return result
 
     @classmethod
     def read(cls, path: Path) -> RunResult:
-        try:
-            data = json.loads(Path(path).read_text())
-        except FileNotFoundError:
-            raise ResultsError(f"{path} does not exist") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise ResultsError(f"{path} is not valid JSON (truncated?): {error}") from None
-        return cls.from_dict(data, str(path))
+        """A results file, or the results.json in a folder; one-line errors for anything else."""
+        data, found = schema.load(path)
+        return cls.from_dict(data, str(found))
 
 
-def _umask() -> int:
-    current = os.umask(0)
-    os.umask(current)
-    return current
+def _upgraded(data: dict[str, Any]) -> dict[str, Any]:
+    """Schema 1 kept the image shape only with the data set; every case of a run shares it."""
+    dataset = data.get("dataset")
+    cases = data.get("cases")
+    if data["schema_version"] >= 2 or not isinstance(dataset, dict) or not isinstance(cases, list):
+        return data
+    shape = dataset.get("image_shape", [])
+    return {**data, "cases": [{"image_shape": shape, **case} if isinstance(case, dict) else case
+                              for case in cases]}
 
 
 def _plain(value: Any) -> Any:
@@ -313,35 +311,3 @@ def _plain(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_plain(item) for item in value]
     return value
-
-
-def _known(cls, data: dict[str, Any], nested: tuple[str, ...]) -> dict[str, Any]:
-    names = {f.name for f in fields(cls)} - set(nested)
-    return {k: v for k, v in data.items() if k in names}
-
-
-def _startup(data: dict[str, Any] | None) -> StartupCost | None:
-    return StartupCost(**data) if data else None
-
-
-def measurement_from_dict(data: dict[str, Any]) -> Measurement:
-    """A repeat from its JSON form (schema 1 kept only the timings of a repeat)."""
-    nested = ("history", "startup", "epoch_s", "warnings")
-    return Measurement(**_known(Measurement, data, nested),
-                       epoch_s=tuple(data.get("epoch_s", ())), warnings=tuple(data.get("warnings", ())),
-                       history=tuple(EpochRecord(**record) for record in data.get("history", [])),
-                       startup=_startup(data.get("startup")))
-
-
-def failure_from_dict(data: dict[str, Any]) -> Failure:
-    return Failure(**_known(Failure, data, ("warnings",)), warnings=tuple(data.get("warnings", ())))
-
-
-def case_from_dict(data: dict[str, Any]) -> CaseResult:
-    """A case from its JSON form in a results file."""
-    nested = ("history", "repeats", "startup", "image_shape")
-    return CaseResult(**_known(CaseResult, data, nested),
-                      image_shape=tuple(data.get("image_shape", ())),
-                      history=[EpochRecord(**record) for record in data.get("history", [])],
-                      repeats=[measurement_from_dict(record) for record in data.get("repeats", [])],
-                      startup=_startup(data.get("startup")))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import urllib.error
 import urllib.request
@@ -18,7 +19,8 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from ..errors import ChecksumError, DownloadError
+from ..errors import ChecksumError, DataError, DownloadError
+from ..output import link_problem
 
 CHUNK_BYTES = 1 << 20
 
@@ -27,7 +29,11 @@ def cache_dir() -> Path:
     """Where downloads live: $TRAINSPEED_DATA, else the platform's user cache directory."""
     override = os.environ.get("TRAINSPEED_DATA")
     if override:
-        return Path(override).expanduser()
+        path = Path(override).expanduser()
+        problem = link_problem(path) or (f"{path} is a file" if path.exists() and not path.is_dir() else None)
+        if problem:
+            raise DataError(f"TRAINSPEED_DATA: {problem}, not a folder; point it at a folder for downloaded data")
+        return path
     import platformdirs  # only needed when no override is given
 
     return Path(platformdirs.user_cache_dir("trainspeed"))
@@ -62,13 +68,20 @@ def download(
     `.part` file so that the next attempt resumes where it stopped.
     """
     mirrors = [urls] if isinstance(urls, str) else list(urls)
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        # Nothing can be fetched then: `auto` falls back to generated data, as when offline.
+        reason = f"cannot create {dest.parent} ({error.strerror or error})"
+        raise DownloadError(f"cannot download {dest.name}: {reason}; set TRAINSPEED_DATA to a folder you can "
+                            "write to, pass --data-dir, or use --dataset synthetic", reasons=[reason]) from None
     part = dest.with_name(dest.name + ".part")
     failures = []
     for url in mirrors:
         try:
             _fetch(url, part, progress=progress, timeout_s=timeout_s, label=dest.name)
-        except (urllib.error.URLError, OSError) as error:
+        except (urllib.error.URLError, http.client.HTTPException, OSError) as error:
+            # A transfer cut short (IncompleteRead) keeps its .part file: the next try resumes it.
             failures.append(f"{url}: {getattr(error, 'reason', None) or error}")
             continue
         found = md5sum(part)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import pickle
 import struct
+import zlib
 from pathlib import Path
 from typing import BinaryIO
 
@@ -58,7 +59,10 @@ def read_cifar_batch(stream: BinaryIO, source: str) -> tuple[np.ndarray, np.ndar
     if "data" not in batch or "labels" not in batch:
         raise DataError(f"{source} is not a CIFAR-10 batch (no 'data' and 'labels')")
     data = np.asarray(batch["data"])
-    labels = np.asarray(batch["labels"], dtype=np.int64)
+    try:
+        labels = np.asarray(batch["labels"], dtype=np.int64)
+    except (TypeError, ValueError):
+        raise DataError(f"{source} has labels that are not whole numbers") from None
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != CIFAR_ROW_BYTES:
         raise DataError(f"{source} holds {data.dtype} data of shape {data.shape}, expected uint8 (N, 3072)")
     if labels.shape != (data.shape[0],):
@@ -86,10 +90,10 @@ def read_idx(path: Path, expected_ndim: int) -> np.ndarray:
         opener = gzip.open if path.suffix == ".gz" else open
         with opener(path, "rb") as file:
             raw = file.read()
-    except (OSError, EOFError, gzip.BadGzipFile) as error:
-        raise DataError(f"{path} is not readable ({error}); delete it and run again to re-fetch") from None
+    except (OSError, EOFError, zlib.error) as error:
+        raise DataError(f"{path} is not readable ({error})") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
-        raise DataError(f"{path} is not an IDX file (bad magic number); delete it and run again to re-fetch")
+        raise DataError(f"{path} is not an IDX file (bad magic number)")
     type_code, ndim = raw[2], raw[3]
     if type_code != _IDX_UBYTE or ndim != expected_ndim:
         raise DataError(
@@ -98,12 +102,9 @@ def read_idx(path: Path, expected_ndim: int) -> np.ndarray:
         )
     header = 4 + 4 * ndim
     if len(raw) < header:
-        raise DataError(f"{path} is truncated in its header; delete it and run again to re-fetch")
+        raise DataError(f"{path} is truncated in its header")
     dims = struct.unpack(f">{ndim}I", raw[4:header])
     expected = int(np.prod(dims))
     if len(raw) - header != expected:
-        raise DataError(
-            f"{path} holds {len(raw) - header} bytes of data, its header promises {expected}; "
-            "delete it and run again to re-fetch"
-        )
+        raise DataError(f"{path} holds {len(raw) - header} bytes of data, its header promises {expected}")
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)

@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 from ..cases import CaseKey, Workload, varying_axes
+from ..output import prepare_folder, write_atomically, write_error
 from ..results import CaseResult
 from . import charts
 from .comparison import Comparison, crossovers, headlines, pivots, precision_effects
@@ -314,12 +315,13 @@ def _accuracy_pictures(comparison: Comparison, data, out_dir: Path) -> list[Imag
 
 def write_report(comparison: Comparison, out_dir: Path) -> list[Path]:
     """Write the charts, report.md and report.html into out_dir; returns the files written."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    blocks = build_blocks(comparison, out_dir)
-    title = blocks[0].text if isinstance(blocks[0], Heading) else "trainspeed"
-    markdown = out_dir / REPORT_MD
-    markdown.write_text(to_markdown(blocks))
-    page = out_dir / REPORT_HTML
-    page.write_text(to_html(blocks, title))
+    out_dir = prepare_folder(out_dir)
+    try:
+        blocks = build_blocks(comparison, out_dir)
+        title = blocks[0].text if isinstance(blocks[0], Heading) else "trainspeed"
+        # Each file whole or not at all: a full disk leaves the last good report, never half of one.
+        markdown = write_atomically(out_dir / REPORT_MD, to_markdown(blocks))
+        page = write_atomically(out_dir / REPORT_HTML, to_html(blocks, title))
+    except OSError as error:
+        raise write_error(Path(error.filename or out_dir / REPORT_HTML), error) from None
     return [markdown, page] + [block.path for block in blocks if isinstance(block, Image)]

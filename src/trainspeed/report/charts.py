@@ -9,6 +9,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from ..cases import Workload
+from ..output import replacing
 from .comparison import Comparison, Crossover
 from .units import seconds_phrase, times
 
@@ -25,7 +26,8 @@ def _figure(width: float, height: float) -> Figure:
 
 
 def _save(figure: Figure, path: Path) -> Path:
-    figure.savefig(path, facecolor="white")
+    with replacing(path) as temporary:
+        figure.savefig(temporary, facecolor="white", format=path.suffix.lstrip(".") or "png")
     return path
 
 
