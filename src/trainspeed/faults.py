@@ -1,7 +1,9 @@
 """Fault injection for tests: TRAINSPEED_FAULT makes a case fail the way real ones do.
 
 `kill:MODEL` (the process kills itself mid-epoch), `raise:MODEL` (a bug), `oom:MODEL` (out of
-memory at the training step) and `oom-above:N` (any batch larger than N runs out of memory).
+memory at the training step), `oom-above:N` (any batch larger than N runs out of memory) and
+`stall:MODEL` (the process is stopped with SIGSTOP for STALL_SECONDS mid-epoch, once, and a
+helper process continues it with SIGCONT: what Ctrl-Z or a frozen machine does to a run).
 Unset, as for every user, it does nothing.
 """
 
@@ -9,10 +11,13 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 
 import torch
 
 VARIABLE = "TRAINSPEED_FAULT"
+STALL_SECONDS = 1.5
+_stalled = False
 
 
 def _fault() -> tuple[str, str] | None:
@@ -32,6 +37,17 @@ def at_training_step(model: str) -> None:
         raise RuntimeError(f"injected fault in the {model}")
     if kind == "oom":
         raise torch.OutOfMemoryError("injected: CUDA out of memory. Tried to allocate 2.00 GiB")
+    if kind == "stall":
+        _stall_once()
+
+
+def _stall_once() -> None:
+    global _stalled
+    if _stalled:
+        return
+    _stalled = True
+    subprocess.Popen(["/bin/sh", "-c", f"sleep {STALL_SECONDS}; kill -CONT {os.getpid()}"])
+    os.kill(os.getpid(), signal.SIGSTOP)
 
 
 def at_allocation(batch_size: int) -> None:
