@@ -90,6 +90,7 @@ class FileServer:
         self.requests: list[tuple[str, str | None]] = []
         self.honour_range = True
         self.cut_after: int | None = None  # send only this many bytes but promise the whole file
+        self.chunked = False  # send the body in HTTP/1.1 chunks (no Content-Length); cut_after cuts a chunk short
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -97,6 +98,8 @@ class FileServer:
                 pass
 
             def do_GET(self):
+                if server.chunked:
+                    self.protocol_version = "HTTP/1.1"  # chunks exist only in HTTP/1.1
                 server.requests.append((self.path, self.headers.get("Range")))
                 data = server.files.get(self.path)
                 if data is None:
@@ -114,6 +117,15 @@ class FileServer:
                 else:
                     self.send_response(200)
                 body = data[start:]
+                if server.chunked:
+                    self.send_header("Transfer-Encoding", "chunked")
+                    self.end_headers()
+                    sent = body if server.cut_after is None else body[:server.cut_after]
+                    self.wfile.write(f"{len(body):x}\r\n".encode() + sent)  # the chunk promises the whole body
+                    if server.cut_after is None:
+                        self.wfile.write(b"\r\n0\r\n\r\n")
+                    self.close_connection = True
+                    return
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body if server.cut_after is None else body[:server.cut_after])

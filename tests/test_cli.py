@@ -80,6 +80,20 @@ BAD_INPUTS = {
     "corrupt archive": (["--dataset", "cifar10", "--data-dir", "corrupt"], "is corrupt or truncated (md5"),
     "no network": (["--dataset", "cifar10"], "cannot download cifar-10-python.tar.gz"),
     "bad epochs": (["--epochs", "0"], "--epochs must be at least 1, got 0"),
+    "negative seed": (["--seed", "-1"], "--seed must be from 0 to 4294967295"),
+    "seed past 2**64": (["--seed", str(2**64)], "--seed must be from 0 to 4294967295"),
+    "nan time budget": (["--time-budget", "nan"], "--time-budget must be a number of seconds, got nan"),
+    "infinite time budget": (["--time-budget", "inf"], "--time-budget must be a number of seconds, got inf"),
+    "empty out": (["--out", ""], "--out needs a folder name"),
+    "out is a file": (["--out", "afile"], "--out afile is a file, not a folder; choose a folder"),
+    "batch above the training set": (["--batch-size", "1000"],
+                                     "--batch-size 1000 is larger than the training set, 32 images (with --limit)"),
+    "synthetic images too big": (["--synthetic-shape", "4096x4096x3"], "synthetic images of 4096x4096x3 need"),
+    "absurdly deep mlp": (["--models", "mlp:100000"], "hidden layers from 1 to 100"),
+    "cnn on 1x1 images": (["--models", "cnn", "--synthetic-shape", "1x1x1"], "images of 1x1 are too small for the cnn"),
+    "data dir symlink loop": (["--dataset", "cifar10", "--data-dir", "loop"], "loop is a symbolic link that loops"),
+    "TRAINSPEED_DATA a file": (["--dataset", "cifar10"], "TRAINSPEED_DATA: afile is a file, not a folder"),
+    "resume of a folder results.json": (["--resume", "broken"], "nothing to resume: broken/results.json is not"),
 }
 
 
@@ -92,15 +106,21 @@ def test_bad_input_gives_one_line_and_no_traceback(tmp_path, case, closed_port_u
         if torch.cuda.is_available():
             pytest.skip("this machine has a usable GPU")
     corrupt_archive(tmp_path)
+    (tmp_path / "afile").write_text("mine")
+    os.symlink("loop", tmp_path / "loop")
+    (tmp_path / "broken" / "results.json").mkdir(parents=True)
     # A proxy where nothing listens makes this machine offline for the child, whatever its network.
     proxy = closed_port_url.rsplit("/", 1)[0]
     env = {"http_proxy": proxy, "https_proxy": proxy, "HTTPS_PROXY": proxy, "HTTP_PROXY": proxy, "no_proxy": ""}
+    if case == "TRAINSPEED_DATA a file":
+        env["TRAINSPEED_DATA"] = "afile"
     done = trainspeed("run", "--dataset", "synthetic", "--limit", "32", "--out", "out", *args, cwd=tmp_path, env=env)
     assert done.returncode == 2
     assert "Traceback" not in done.stderr
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("trainspeed: error: "), done.stderr
     assert message in lines[0]
+    assert (tmp_path / "afile").read_text() == "mine" and not (tmp_path / "out" / "results.json").exists()
 
 
 def test_bad_flag_value_is_refused_by_the_parser(tmp_path):
@@ -120,3 +140,22 @@ def test_cnn_beats_chance_on_the_real_sample(tmp_path):
     assert case["train_images"] == 5000 and case["test_images"] == 1000
     assert case["test_accuracy"] > 0.25  # chance is 0.10
     assert case["history"][1]["train_loss"] < case["history"][0]["train_loss"]
+
+
+def test_a_worker_that_cannot_start_fails_its_cases_with_the_reason(tmp_path, monkeypatch):
+    from trainspeed import isolation
+
+    not_runnable = tmp_path / "python"
+    not_runnable.write_text("")  # not executable
+    monkeypatch.setattr(isolation.sys, "executable", str(not_runnable))
+    result = trainspeed_api_run(tmp_path)
+    case = result.cases[0]
+    assert case.status == "failed"
+    assert case.error.startswith(f"cannot start a process for the case ({not_runnable}: Permission denied)")
+
+
+def trainspeed_api_run(tmp_path: Path):
+    import trainspeed
+
+    return trainspeed.run(models=["mlp:1"], dataset="synthetic", limit=32, devices=["cpu"], epochs=1,
+                          synthetic_shape=(8, 8, 1), out=str(tmp_path / "out"))

@@ -159,6 +159,8 @@ def test_a_file_compared_with_itself_is_one_report_with_a_note(tmp_path):
     run.write(tmp_path / "laptop.json")
     done = trainspeed("compare", "laptop.json", "laptop.json", "--out", "cmp", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
+    # Said on the terminal too, not only in the report.
+    assert "note: file 2 (laptop) holds the same results as file 1 (laptop)" in " ".join(done.stdout.split())
     markdown = (tmp_path / "cmp" / "report.md").read_text()
     assert markdown.startswith("# trainspeed report\n")
     assert "> file 2 (laptop) holds the same results as file 1 (laptop)" in markdown

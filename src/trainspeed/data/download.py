@@ -124,7 +124,7 @@ def _fetch(url: str, part: Path, *, progress: Progress | None, timeout_s: float,
         try:
             task = bar.add_task(label, total=total, completed=offset)
             with open(part, "ab" if resumed else "wb") as file:
-                for chunk in iter(lambda: response.read(CHUNK_BYTES), b""):
+                for chunk in _chunks(response):
                     file.write(chunk)
                     bar.advance(task, len(chunk))
         finally:
@@ -134,3 +134,18 @@ def _fetch(url: str, part: Path, *, progress: Progress | None, timeout_s: float,
         raise DownloadError(
             f"download of {url} stopped at {part.stat().st_size} of {total} bytes; run again to resume"
         )
+
+
+def _chunks(response):
+    """The body in pieces; a transfer cut mid-chunk still yields what arrived, for the next try to resume from."""
+    while True:
+        try:
+            chunk = response.read(CHUNK_BYTES)
+        except http.client.IncompleteRead as error:
+            # http.client keeps the cut chunk's bytes on the error it re-raised this one from.
+            cause = error.__cause__
+            yield error.partial + (cause.partial if isinstance(cause, http.client.IncompleteRead) else b"")
+            raise
+        if not chunk:
+            return
+        yield chunk
