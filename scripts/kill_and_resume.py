@@ -7,7 +7,12 @@ case marked finished is complete, runs `trainspeed run --resume`, and checks tha
 cases finish, that the cases finished before the kill are unchanged, and that the report
 shows the repeats with their spread.
 
-    python scripts/kill_and_resume.py [--tries 10] [--seed 1]
+With --stalls N it then stops the case's process N times (SIGSTOP, a random 2-6 s, SIGCONT), as
+Ctrl-Z or a frozen machine would, lets the run finish, and checks that no case measured across
+the stop is reported ok: the stopped case is marked stalled with the length of the stop, and a
+resume measures it anew.
+
+    python scripts/kill_and_resume.py [--tries 10] [--stalls 5] [--seed 1]
 """
 
 from __future__ import annotations
@@ -80,15 +85,61 @@ def one_try(number: int, rng: random.Random, workdir: Path) -> str:
     return f"try {number}: {how} at {delay:.1f} s -> file valid; {state}; --resume completed all 4 cases"
 
 
+def children(pid: int) -> list[int]:
+    try:
+        return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def one_stall(number: int, rng: random.Random, workdir: Path) -> str:
+    out = workdir / f"stall{number}"
+    delay, pause = rng.uniform(3.0, 25.0), rng.uniform(2.0, 6.0)
+    process = trainspeed([*RUN, "--out", str(out)], workdir)
+    time.sleep(delay)
+    stopped = children(process.pid)
+    if process.poll() is not None or not stopped:
+        process.wait(timeout=600)
+        return f"stall {number}: no case process at {delay:.1f} s (nothing to stop)"
+    for child in stopped:
+        os.kill(child, signal.SIGSTOP)
+    time.sleep(pause)
+    for child in stopped:
+        os.kill(child, signal.SIGCONT)
+    _, errors = process.communicate(timeout=600)
+    assert process.returncode in (0, 1), errors
+    cases = json.loads((out / "results.json").read_text())["cases"]
+    for case in cases:
+        if case["status"] == "ok":  # never an ok case whose time holds the stop
+            assert all((r["stalled_s"] or 0) < 0.5 for r in case["repeats"]), case
+    stalled = [c for c in cases if c["status"] == "stalled"]
+    assert process.returncode == (1 if stalled else 0)
+    if stalled:
+        case = stalled[0]
+        assert pause - 0.5 < case["stalled_s"] < pause + 1.0, (pause, case["stalled_s"])
+        found = f"{case['model']}@{case['batch_size']} stalled, {case['stalled_s']:.1f} s recorded"
+    else:
+        found = "no case stalled: the stop fell outside timed work (a process starting, loading data or peaks)"
+    resumed = trainspeed(["run", "--resume", str(out)], workdir)
+    _, errors = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, errors
+    final = json.loads((out / "results.json").read_text())["cases"]
+    assert all(c["status"] == "ok" for c in final), final
+    return f"stall {number}: SIGSTOP at {delay:.1f} s for {pause:.1f} s -> {found}; --resume: all 4 cases ok"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tries", type=int, default=10)
+    parser.add_argument("--stalls", type=int, default=0)
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     rng = random.Random(args.seed)
     with tempfile.TemporaryDirectory() as workdir:
         for number in range(1, args.tries + 1):
             print(one_try(number, rng, Path(workdir)), flush=True)
+        for number in range(1, args.stalls + 1):
+            print(one_stall(number, rng, Path(workdir)), flush=True)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -22,6 +23,7 @@ from .cases import CaseKey, Workload
 from .config import RunConfig
 from .data import Dataset
 from .errors import TrainspeedError
+from .machine.stalls import StallWatch
 from .results import Failure, Measurement, StartupCost
 from .schema import validated
 
@@ -186,18 +188,33 @@ def _measure_peaks(job: dict, device) -> dict:
     return {"peaks": found}
 
 
-def _measure_repeat(job: dict, device, progress: EventProgress) -> dict:
+# Launching Python may wait on a cold disk for a while; a wait longer than this was a stop.
+_START_WAIT_S = 1.0
+
+
+def _measure_repeat(job: dict, device, progress: EventProgress, watch: StallWatch) -> dict:
     from .measure import measure_repeat
     from .plan import load_data
 
     # Launching Python and importing torch and trainspeed: what every fresh process pays first.
     process_s = time.time() - job["spawned_at"]
+    # Before the watch ran, only the CPU time it took tells a stop from work (imports run on one core).
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    waited_s = process_s - (usage.ru_utime + usage.ru_stime)
     config = RunConfig.from_dict(job["config"])
     data, load_s = load_data(config)
     outcome, _ = measure_repeat(config, key_from_dict(job["key"]), job["repeat"], data, device, progress,
                                 startup=StartupCost(process_s=process_s, data_s=load_s),
                                 layout_chosen=tuple(job["layout_chosen"]) if job["layout_chosen"] else None)
-    return {"failure" if isinstance(outcome, Failure) else "measurement": asdict(outcome)}
+    if isinstance(outcome, Failure):
+        return {"failure": asdict(outcome)}
+    # The whole process was watched, from before the data was read: its stalls, not only training's.
+    outcome = replace(outcome, stalled_s=round(watch.stalled_s, 3))
+    if waited_s > _START_WAIT_S:
+        outcome = replace(outcome, startup=replace(outcome.startup, process_s=None), warnings=outcome.warnings + (
+            f"the case's process waited {waited_s:.1f} s of its {process_s:.1f} s start without running (stopped, "
+            "or reading from a slow disk): its Python start-up time is left out",))
+    return {"measurement": asdict(outcome)}
 
 
 def main() -> int:
@@ -206,6 +223,7 @@ def main() -> int:
     events = os.fdopen(os.dup(sys.stdout.fileno()), "w")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     progress = EventProgress(events)
+    watch = StallWatch().__enter__()  # as early as can be: a stop anywhere spoils what this process measures
     job = json.load(sys.stdin)
     import torch
 
@@ -216,7 +234,8 @@ def main() -> int:
         devices.set_cpu_threads(RunConfig.from_dict(job["config"]).cpu_threads)
         device = torch.device(job["local_device"])
         with devices.use(device):
-            answer = _measure_peaks(job, device) if job["kind"] == "peaks" else _measure_repeat(job, device, progress)
+            answer = (_measure_peaks(job, device) if job["kind"] == "peaks"
+                      else _measure_repeat(job, device, progress, watch))
     except TrainspeedError as error:
         answer = {"failure": asdict(Failure(str(error)))}
     progress.emit(event="result", **answer)
