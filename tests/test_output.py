@@ -104,3 +104,27 @@ def test_a_write_that_fails_halfway_leaves_the_old_file(tmp_path, monkeypatch):
     with pytest.raises(OSError):
         output.write_atomically(path, "new and much longer")
     assert path.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["report.html"]
+
+
+@pytest.fixture
+def read_only_mount(tmp_path):
+    """A read-only file system (a tmpfs mounted ro), where this machine lets us mount one."""
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(folder)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a file system here (not root, or no mount)")
+    yield folder
+    subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_report_and_run_into_a_read_only_file_system_say_so_in_one_line(tmp_path, read_only_mount):
+    from report_fixtures import seeds_run
+
+    seeds_run().write(tmp_path / "results.json")
+    for args in (["report", "results.json", "--out", "ro"], [*QUICK, "--out", "ro/run"]):
+        done = subprocess.run([sys.executable, "-m", "trainspeed", *args], cwd=tmp_path, capture_output=True,
+                              text=True, env={**os.environ, "PYTHONPATH": str(SRC)}, timeout=120)
+        lines = done.stderr.strip().splitlines()
+        assert done.returncode == 2 and len(lines) == 1, done.stderr
+        assert "(Read-only file system): choose a folder you can write to with --out" in lines[0]

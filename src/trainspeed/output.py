@@ -23,8 +23,9 @@ from .errors import ConfigError, ResultsError
 LOCK_FILE = ".trainspeed.lock"
 
 
-def write_error(path: Path, error: OSError, *, resume: bool = False) -> ResultsError:
-    """A one-line message for a failed write, with the advice that fits its cause."""
+def write_error(path: Path, error: OSError, *, resume: bool = False, folder: bool = False) -> ResultsError:
+    """A one-line message for a failed write (of a file, or of anything into a folder), with the
+    advice that fits its cause."""
     reason = error.strerror or str(error)
     if error.errno in (errno.ENOSPC, errno.EDQUOT):
         advice = "free space on that disk" + (f" and run `trainspeed run --resume {path.parent}`" if resume else "")
@@ -34,7 +35,7 @@ def write_error(path: Path, error: OSError, *, resume: bool = False) -> ResultsE
         advice = "a file is in the way there: choose another --out"
     else:
         advice = "check the disk and the folder"
-    return ResultsError(f"cannot write {path} ({reason}): {advice}")
+    return ResultsError(f"cannot write {'into ' if folder else ''}{path} ({reason}): {advice}")
 
 
 def link_problem(path: Path) -> str | None:
@@ -73,7 +74,7 @@ def prepare_folder(folder: str | Path | None, flag: str = "--out") -> Path:
         with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError as error:
-        raise write_error(folder / "results.json", error) from None
+        raise write_error(folder, error, folder=True) from None
     return folder
 
 
