@@ -80,6 +80,7 @@ BAD_INPUTS = {
     "corrupt archive": (["--dataset", "cifar10", "--data-dir", "corrupt"], "is corrupt or truncated (md5"),
     "no network": (["--dataset", "cifar10"], "cannot download cifar-10-python.tar.gz"),
     "bad epochs": (["--epochs", "0"], "--epochs must be at least 1, got 0"),
+    "thousands of threads": (["--cpu-threads", "100000"], "--cpu-threads 100000 is more than 4 per core"),
     "negative seed": (["--seed", "-1"], "--seed must be from 0 to 4294967295"),
     "seed past 2**64": (["--seed", str(2**64)], "--seed must be from 0 to 4294967295"),
     "nan time budget": (["--time-budget", "nan"], "--time-budget must be a number of seconds, got nan"),

@@ -19,6 +19,9 @@ import torch
 from ..errors import DeviceError
 
 
+MAX_THREADS_PER_CORE = 4
+
+
 def usable_cores() -> int:
     if hasattr(os, "sched_getaffinity"):
         return len(os.sched_getaffinity(0))
@@ -29,6 +32,11 @@ def set_cpu_threads(threads: int | None) -> int:
     """Use all usable cores unless told otherwise; returns the count in force."""
     if threads is not None and threads < 1:
         raise DeviceError(f"--cpu-threads must be at least 1, got {threads}")
+    # Oversubscribing a little is an experiment; thousands of OpenMP threads crash the process.
+    most = MAX_THREADS_PER_CORE * (os.cpu_count() or 1)
+    if threads is not None and threads > most:
+        raise DeviceError(f"--cpu-threads {threads} is more than {MAX_THREADS_PER_CORE} per core of this machine's "
+                          f"{os.cpu_count()}: use at most {most}")
     torch.set_num_threads(threads or usable_cores())
     return torch.get_num_threads()
 
