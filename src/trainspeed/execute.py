@@ -65,9 +65,8 @@ def resume_run(directory: Path, *, console: Console | None = None) -> RunResult:
             raise ResultsError(f"nothing to resume: {path} is not a results file")
         previous = RunResult.read(path)
         resume.check_version(previous.trainspeed_version, path)
-        config = make_config(resume.resumed_config(previous.config, previous.dataset and previous.dataset.name,
-                                                   folder))
-        return _run(config, console, False, previous, path)
+        config = make_config(resume.resumed_config(previous.config, previous.dataset, folder))
+        return _run(config, console, False, previous, folder)
 
 
 def run(
@@ -87,11 +86,12 @@ def run(
     if not config.out:
         return _run(config, console, keep_models, None, None)
     with output.claimed(config.out) as folder:
-        return _run(config, console, keep_models, None, _fresh_results_path(folder))
+        return _run(config, console, keep_models, None, folder)
 
 
 def _run(config: RunConfig, console: Console | None, keep_models: bool, previous: RunResult | None,
-         path: Path | None) -> RunResult:
+         folder: Path | None) -> RunResult:
+    path = folder / RESULTS_FILE if folder else None
     isolate = config.isolate and not keep_models
     for name in config.models:
         check_model(name)
@@ -106,10 +106,11 @@ def _run(config: RunConfig, console: Console | None, keep_models: bool, previous
     data, load_s = load_data(config)
     check_plan(config, data)
     if previous is not None:
-        resume.check_data(previous.dataset and previous.dataset.fingerprint, previous.dataset and previous.dataset.name,
-                          data, path)
+        resume.check_data(previous.dataset, data, path)
         result = previous
     else:
+        if path is not None:  # only now, when every check has passed: a refused run moves nothing
+            _fresh_results_path(folder)
         result = RunResult(
             trainspeed_version=__version__,
             created=datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -18,6 +18,7 @@ from . import __version__
 from .config import RunConfig
 from .data import Dataset
 from .errors import ResultsError
+from .results import DatasetInfo
 
 # Measured once per run and kept with it, not a property of the machine to compare.
 _NOT_IDENTITY = ("peaks",)
@@ -53,13 +54,13 @@ def differences(recorded: dict[str, Any], current: dict[str, Any], prefix: str =
     return found
 
 
-def resumed_config(previous_config: dict[str, Any], dataset_name: str | None, directory: Path) -> RunConfig:
+def resumed_config(previous_config: dict[str, Any], dataset: DatasetInfo | None, directory: Path) -> RunConfig:
     """The run's own settings, loading the data set it actually used (not 'auto' again)."""
     config = RunConfig.from_dict(previous_config)
     config.out = str(directory)
-    if dataset_name:
+    if dataset is not None:
         # A run that fell back to synthetic data must not find CIFAR-10 in the cache on resuming.
-        config.dataset = dataset_name
+        config.dataset = dataset.name
     return config
 
 
@@ -77,11 +78,11 @@ def check_machine(recorded: dict[str, Any], current: dict[str, Any], path: Path)
                            f"would mix the two in one file; {FRESH_START}")
 
 
-def check_data(recorded: str | None, name: str | None, data: Dataset, path: Path) -> None:
-    if recorded is None:
+def check_data(recorded: DatasetInfo | None, data: Dataset, path: Path) -> None:
+    if recorded is None or recorded.fingerprint is None:
         raise ResultsError(f"{path} does not record which data it trained on, so a resume cannot prove it uses "
                            f"the same; {FRESH_START}")
-    if recorded != fingerprint(data):
-        raise ResultsError(f"the data set has changed since {path} was started ({name} then, {data.name} from "
-                           f"{data.source} now, with other images): a resume must train on the same data; "
-                           f"{FRESH_START}")
+    if recorded.fingerprint != fingerprint(data):
+        raise ResultsError(f"the data set has changed since {path} was started ({recorded.name} from "
+                           f"{recorded.source} then, {data.name} from {data.source} now, with other images): a "
+                           f"resume must train on the same data; {FRESH_START}")

@@ -18,7 +18,6 @@ import torch
 
 from ..errors import DeviceError
 
-
 MAX_THREADS_PER_CORE = 4
 
 
