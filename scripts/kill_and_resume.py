@@ -119,7 +119,11 @@ def one_stall(number: int, rng: random.Random, workdir: Path) -> str:
         assert pause - 0.5 < case["stalled_s"] < pause + 1.0, (pause, case["stalled_s"])
         found = f"{case['model']}@{case['batch_size']} stalled, {case['stalled_s']:.1f} s recorded"
     else:
-        found = "no case stalled: the stop fell outside timed work (a process starting, loading data or peaks)"
+        waited = [f"{c['model']}@{c['batch_size']}" for c in cases for r in c["repeats"]
+                  if any("waited" in w for w in r["warnings"]) and r["startup"]["process_s"] is None]
+        found = (f"the stop hit the start of {', '.join(waited)}'s process: its start-up time left out, "
+                 "with a warning" if waited else
+                 "no case stalled: the stop fell between cases or in the peaks' best-of-3 measurement")
     resumed = trainspeed(["run", "--resume", str(out)], workdir)
     _, errors = resumed.communicate(timeout=600)
     assert resumed.returncode == 0, errors
