@@ -171,24 +171,21 @@ def _report(labelled, out: Path, baseline: str | None, console: Console) -> None
     _print_report(comparison, _write_report(comparison, out), console)
 
 
-def _results_file(path: Path) -> Path:
-    """The results file a path names: the file, or the results.json in a folder."""
-    return path / "results.json" if path.is_dir() else path
-
-
 def cmd_report(args: argparse.Namespace, console: Console) -> int:
     from .results import RunResult
+    from .schema import results_file
 
     result = RunResult.read(args.results)
-    _report([(None, result)], args.out or _results_file(args.results).parent, None, console)
+    _report([(None, result)], args.out or results_file(args.results).parent, None, console)
     return 0
 
 
 def cmd_compare(args: argparse.Namespace, console: Console) -> int:
     from .report.comparison import machine_label
     from .results import RunResult
+    from .schema import results_file
 
-    labelled = [(machine_label(_results_file(path)), RunResult.read(path)) for path in args.results]
+    labelled = [(machine_label(results_file(path)), RunResult.read(path)) for path in args.results]
     _report(labelled, args.out, args.baseline, console)
     return 0
 

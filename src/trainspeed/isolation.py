@@ -205,11 +205,10 @@ def _measure_repeat(job: dict, device, progress: EventProgress, watch: StallWatc
     data, load_s = load_data(config)
     outcome, _ = measure_repeat(config, key_from_dict(job["key"]), job["repeat"], data, device, progress,
                                 startup=StartupCost(process_s=process_s, data_s=load_s),
-                                layout_chosen=tuple(job["layout_chosen"]) if job["layout_chosen"] else None)
+                                layout_chosen=tuple(job["layout_chosen"]) if job["layout_chosen"] else None,
+                                watch=watch)
     if isinstance(outcome, Failure):
         return {"failure": asdict(outcome)}
-    # The whole process was watched, from before the data was read: its stalls, not only training's.
-    outcome = replace(outcome, stalled_s=round(watch.stalled_s, 3))
     if waited_s > _START_WAIT_S:
         outcome = replace(outcome, startup=replace(outcome.startup, process_s=None), warnings=outcome.warnings + (
             f"the case's process waited {waited_s:.1f} s of its {process_s:.1f} s start without running (stopped, "

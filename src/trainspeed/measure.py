@@ -6,6 +6,7 @@ end from what was timed; the case's figures are folded from its repeats elsewher
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import replace
 from typing import Protocol
 
@@ -63,13 +64,16 @@ def is_out_of_memory(error: BaseException) -> bool:
 def measure_repeat(config: RunConfig, key: CaseKey, repeat: int, data: Dataset, device: torch.device,
                    progress: Progress, *, on_device: DeviceData | None = None,
                    startup: StartupCost | None = None,
-                   layout_chosen: tuple[str, str] | None = None) -> tuple[Measurement | Failure, ModelSpec | None]:
+                   layout_chosen: tuple[str, str] | None = None,
+                   watch: stalls.StallWatch | None = None) -> tuple[Measurement | Failure, ModelSpec | None]:
     """Train and measure one repeat of `key` on `device` (where it runs: a case's process may know
     its GPU by another number than the case does). An out-of-memory error becomes a Failure.
 
     `startup` carries what was paid before this call (the process start, reading the data);
     `layout_chosen` the layout and its reason from the case's first repeat, so that every repeat
-    of a case times the same layout.
+    of a case times the same layout. `watch`, already running, counts this process's stalls from
+    earlier than this call (a case's own process watches itself from its first line); else one is
+    started here.
     """
     startup = startup or StartupCost()
     precision.apply(key.workload.precision)
@@ -80,10 +84,10 @@ def measure_repeat(config: RunConfig, key: CaseKey, repeat: int, data: Dataset, 
             startup = replace(startup, data_s=(startup.data_s or 0.0) + copy_s)
         label = repeat_label(key, repeat, config.repeats)
         try:
-            with stalls.StallWatch() as watch:
+            with nullcontext(watch) if watch else stalls.StallWatch() as watching:
                 measurement, spec = _train(config, key, repeat, data, on_device, device, progress, label, startup,
                                            layout_chosen)
-            return replace(measurement, stalled_s=round(watch.stalled_s, 3)), spec
+            return replace(measurement, stalled_s=round(watching.stalled_s, 3)), spec
         except Exception as error:
             if not is_out_of_memory(error):
                 raise

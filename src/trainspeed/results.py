@@ -13,7 +13,7 @@ from .output import write_atomically
 
 # 2: the image shape on every case; repeats hold whole measurements.
 SCHEMA_VERSION = 2
-RESULTS_FILE = "results.json"
+RESULTS_FILE = schema.RESULTS_FILE
 
 
 @dataclass(frozen=True)

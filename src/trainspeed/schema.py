@@ -19,8 +19,11 @@ from typing import Any, TypeVar
 from pydantic import TypeAdapter, ValidationError
 
 from .errors import ResultsError
+from .output import link_problem
 
 T = TypeVar("T")
+
+RESULTS_FILE = "results.json"
 
 STATUSES = ("ok", "failed", "stalled", "interrupted", "partial")
 # Counts and amounts: a negative one was not measured.
@@ -99,18 +102,20 @@ def _no_constants(name: str):
     raise ValueError(f"{name} is not a number JSON allows")
 
 
+def results_file(path: Path) -> Path:
+    """The results file a path names: the file itself, or the results.json in a folder."""
+    return path / RESULTS_FILE if path.is_dir() else path
+
+
 def load(path: Path) -> tuple[dict, Path]:
     """The parsed JSON of a results file (or of the results.json in a folder), and the file's path."""
-    from .output import folder_problem
-
     path = Path(path).expanduser()
-    problem = folder_problem(path)
-    if problem and "is a file" not in problem:
+    problem = link_problem(path)
+    if problem:
         raise ResultsError(problem)
-    if path.is_dir():
-        if not (path / "results.json").is_file():
-            raise ResultsError(f"{path} is a folder without a results.json; pass a results file")
-        path = path / "results.json"
+    if path.is_dir() and not (path / RESULTS_FILE).is_file():
+        raise ResultsError(f"{path} is a folder without a {RESULTS_FILE}; pass a results file")
+    path = results_file(path)
     try:
         data = json.loads(path.read_text(), parse_constant=_no_constants)
     except FileNotFoundError:
