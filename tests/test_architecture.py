@@ -19,7 +19,7 @@ LEVELS = [
     {"results"},
     {"machine", "data"},
     {"models", "losses", "optimizers", "layers"},
-    {"engine"},
+    {"engine", "keras_engine"},
     {"budget", "measure"},
     {"fold", "plan", "resume"},
     {"isolation"},
@@ -122,6 +122,15 @@ def test_no_module_is_too_long_to_read(name):
 
 def test_importing_the_report_does_not_import_torch():
     code = ("import sys, trainspeed.report.build, trainspeed.report.terminal, trainspeed.cli; "
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={"PYTHONPATH": str(PACKAGE.parent)})
+    assert done.returncode == 0, done.stderr
+
+
+def test_a_keras_cases_process_does_not_import_torch():
+    # Keras on TensorFlow or JAX runs as a Keras user runs it: without torch's libraries and threads.
+    code = ("import sys, trainspeed.isolation, trainspeed.keras_engine.measure, trainspeed.plan; "
             "assert 'torch' not in sys.modules, 'torch imported'")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env={"PYTHONPATH": str(PACKAGE.parent)})

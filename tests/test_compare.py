@@ -131,8 +131,9 @@ def test_files_with_nothing_in_common_are_an_error_that_says_what_to_do():
     message = str(raised.value)
     assert "\n" not in message
     assert message.startswith("nothing to compare: no case in a, b has the same model, data set, image shape, "
-                              "batch size and precision in another file (cnn on cifar10")
-    assert message.endswith("run each machine with the same --models, --dataset, --batch-size and --precision")
+                              "batch size, precision and engine in another file (cnn on cifar10")
+    assert message.endswith("run each machine with the same --models, --dataset, --batch-size, --precision "
+                            "and --engines")
 
 
 def trainspeed(*args: str, cwd: Path) -> subprocess.CompletedProcess:

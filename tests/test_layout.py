@@ -68,15 +68,22 @@ def test_every_repeat_of_a_case_times_the_layout_its_first_repeat_chose(monkeypa
     real = measure._layout
 
     def recording(*args):
-        asked.append(args[-1])
+        asked.append((args[-2], args[-1]))  # the layout and the CPU kernels it was handed
         return real(*args)
 
     monkeypatch.setattr(measure, "_layout", recording)
     case = trainspeed.run(models=["cnn"], devices=["cpu"], dataset="synthetic", limit=320, epochs=2, repeats=2,
                           synthetic_shape=(8, 8, 1), out=None, isolate=False).cases[0]
     first = (case.repeats[0].memory_format, case.repeats[0].layout_choice)
-    assert asked == [None, first] and first[0] == "channels_last"
-    assert [r.memory_format for r in case.repeats] == ["channels_last", "channels_last"]
+    # Measured on the CPU too; the second repeat is handed the first's layout and kernels, not a new trial.
+    kernels = case.repeats[0].kernels
+    assert first[0] in ("channels_last", "contiguous") and "fastest step measured on this device" in first[1]
+    assert kernels and set(kernels) == {f"linear {shape} {product}" for shape in ("64->512", "512->10")
+                                        for product in ("forward", "input gradient", "weight gradient")}
+    assert asked == [(None, kernels), (first, kernels)]
+    assert [r.memory_format for r in case.repeats] == [first[0], first[0]]
+    assert case.repeats[1].kernels == kernels and case.repeats[1].startup.tuning_s is None
+    assert case.repeats[0].startup.tuning_s > 0
 
 
 def test_a_layout_handed_on_is_used_as_it_is():

@@ -92,7 +92,7 @@ def test_kept_models_of_a_batch_sweep_are_all_kept_under_their_own_case():
     assert not all(torch.equal(a, b) for a, b in zip(small.network.parameters(), large.network.parameters(),
                                                       strict=True))
     assert result.case("mlp:1", "cpu", batch_size=32).batch_size == 32
-    with pytest.raises(KeyError, match="2 cases match mlp:1 on cpu.*name batch_size or precision"):
+    with pytest.raises(KeyError, match="2 cases match mlp:1 on cpu.*name batch_size, precision or engine"):
         result.case("mlp:1", "cpu")
 
 

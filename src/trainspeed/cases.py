@@ -24,6 +24,7 @@ class Workload:
     test_images: int
     batch_size: int
     precision: str
+    engine: str = "trainspeed"  # who trains it: trainspeed's engine or a Keras backend (config.ENGINES)
 
     def differences(self, other: Workload) -> list[str]:
         """The names of the fields in which the two workloads differ."""
@@ -41,8 +42,9 @@ class Workload:
 
     def describe(self) -> str:
         shape = "x".join(map(str, self.image_shape))
+        engine = "" if self.engine == "trainspeed" else f" with {self.engine}"
         return (f"{self.model} on {self.dataset} ({self.train_images:,} training images of {shape}) "
-                f"at batch {self.batch_size} in {self.precision}")
+                f"at batch {self.batch_size} in {self.precision}{engine}")
 
 
 @dataclass(frozen=True, order=True)
@@ -53,8 +55,11 @@ class CaseKey:
     device: str
 
     def label(self, axes: tuple[str, ...] = ()) -> str:
-        """'cnn on cuda:0', naming the varying `axes` (e.g. batch_size, precision) as well."""
+        """'cnn on cuda:0', naming the varying `axes` (e.g. batch_size, precision) as well; a Keras
+        engine is always named, so no label of one reads as trainspeed's own."""
         parts = [f"{self.workload.model} on {self.device}"]
+        if "engine" in axes or self.workload.engine != "trainspeed":
+            parts.append(self.workload.engine)
         if "batch_size" in axes:
             parts.append(f"batch {self.workload.batch_size}")
         if "precision" in axes:
@@ -63,19 +68,22 @@ class CaseKey:
 
 
 def varying_axes(keys: list[CaseKey]) -> tuple[str, ...]:
-    """Which of batch size and precision take more than one value among `keys`."""
+    """Which of batch size, precision and engine take more than one value among `keys`."""
     axes = []
     if len({key.workload.batch_size for key in keys}) > 1:
         axes.append("batch_size")
     if len({key.workload.precision for key in keys}) > 1:
         axes.append("precision")
+    if len({key.workload.engine for key in keys}) > 1:
+        axes.append("engine")
     return tuple(axes)
 
 
 def matching(keys: list[CaseKey], *, model: str | None = None, device: str | None = None,
-             batch_size: int | None = None, precision: str | None = None) -> list[CaseKey]:
+             batch_size: int | None = None, precision: str | None = None,
+             engine: str | None = None) -> list[CaseKey]:
     """The keys that agree with every criterion given."""
-    wanted = {"model": model, "batch_size": batch_size, "precision": precision}
+    wanted = {"model": model, "batch_size": batch_size, "precision": precision, "engine": engine}
     return [key for key in keys
             if (device is None or key.device == device)
             and all(value is None or getattr(key.workload, name) == value for name, value in wanted.items())]

@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"trainspeed {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    commands.add_parser("devices", help="list the CPU and GPUs, and why a GPU cannot be used")
+    commands.add_parser("devices", help="list the CPU and GPUs (and why a GPU cannot be used), and the engines")
 
     run = commands.add_parser("run", help="train the models on each device and compare their speed")
     run.add_argument("--models", type=_names, default=None,
@@ -58,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="batch size, or several to compare: 32,256,2048 (default: 32, as Keras)")
     run.add_argument("--precision", dest="precisions", type=_names, default=["fp32"],
                      help="fp32 (faithful, default), tf32 (GPU tensor cores) or bf16 (autocast); several to compare")
+    run.add_argument("--engines", "--engine", dest="engines", type=_names, default=["trainspeed"],
+                     help="who trains: trainspeed (default), keras-tensorflow, keras-jax, keras-torch (the seeds' "
+                          "Keras code on that backend); several to compare side by side")
     run.add_argument("--no-cuda-graphs", dest="cuda_graphs", action="store_false",
                      help="on a GPU, launch every step from Python instead of replaying a recorded CUDA graph")
     run.add_argument("--limit", type=int, default=None, help="train on the first N training images only")
@@ -92,10 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_devices(args: argparse.Namespace, console: Console) -> int:
+    from .keras_engine.backends import engines_installed
     from .machine.describe import report
-    from .report.terminal import devices_table
+    from .report.terminal import devices_table, engines_table
 
     console.print(devices_table(report()))
+    console.print(engines_table(engines_installed()))
     return 0
 
 
@@ -107,7 +112,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     config = RunConfig(
         models=args.models or list(DEFAULT_MODELS), devices=args.devices, dataset=args.dataset,
         data_dir=args.data_dir, download=args.download, epochs=args.epochs, batch_sizes=args.batch_sizes,
-        precisions=args.precisions, cuda_graphs=args.cuda_graphs,
+        precisions=args.precisions, engines=args.engines, cuda_graphs=args.cuda_graphs,
         limit=args.limit, seed=args.seed, cpu_threads=args.cpu_threads, repeats=args.repeats,
         time_budget_s=args.time_budget_s, find_max_batch=args.find_max_batch, isolate=args.isolate,
         synthetic_shape=args.synthetic_shape, out=args.out,
@@ -154,11 +159,11 @@ def _write_report(comparison, out: Path) -> list[Path]:
 
 
 def _print_report(comparison, written: list[Path], console: Console) -> None:
-    from .report.comparison import headlines, precision_effects
+    from .report.comparison import engine_effects, headlines, precision_effects
 
     for sentence in headlines(comparison):
         console.print(f"[bold]{sentence}[/]")
-    for effect in precision_effects(comparison):
+    for effect in [*engine_effects(comparison), *precision_effects(comparison)]:
         console.print(f"[yellow]{effect.sentence}[/]" if effect.costs_accuracy else f"[bold]{effect.sentence}[/]")
     for note in comparison.notes:  # what the comparison left out or merged, and why
         console.print(f"[yellow]note:[/] {escape(note)}")

@@ -10,6 +10,10 @@ from .errors import ConfigError
 DEFAULT_MODELS = ("ann", "cnn")
 # Their meaning, and where each runs, is in precision.py; this module stays free of torch.
 PRECISIONS = ("fp32", "tf32", "bf16")
+# Who trains: trainspeed's own PyTorch engine, or the seeds' Keras code on one of Keras 3's backends
+# (keras/backends.py); this module stays free of Keras.
+ENGINES = ("trainspeed", "keras-tensorflow", "keras-jax", "keras-torch")
+DEFAULT_ENGINE = "trainspeed"
 # NumPy's and PyTorch's generators both take it; the range every seeded library accepts.
 MAX_SEED = 2**32 - 1
 
@@ -28,6 +32,8 @@ class RunConfig:
     cpu_threads: int | None = None  # None: all usable cores
     # fp32 (faithful), tf32 or bf16; several make precision an axis of the run like batch size.
     precisions: list[str] = field(default_factory=lambda: ["fp32"])
+    # Several make the engine an axis: the same cases trained by each, side by side.
+    engines: list[str] = field(default_factory=lambda: [DEFAULT_ENGINE])
     out: str | None = "trainspeed-results"
     # (height, width, channels), as Keras writes image shapes; only for the synthetic set.
     synthetic_shape: tuple[int, int, int] = (32, 32, 3)
@@ -76,5 +82,12 @@ class RunConfig:
         for name in self.precisions:
             if name not in PRECISIONS:
                 raise ConfigError(f"unknown precision {name!r}; choose from: {', '.join(PRECISIONS)}")
+        if not self.engines:
+            raise ConfigError("no engine given, e.g. --engines trainspeed or --engines trainspeed,keras-torch")
+        for name in self.engines:
+            if name not in ENGINES:
+                raise ConfigError(f"unknown engine {name!r}; choose from: {', '.join(ENGINES)}")
+        if len(set(self.engines)) < len(self.engines):
+            raise ConfigError(f"an engine is named twice in {','.join(self.engines)}")
         if len(self.synthetic_shape) != 3 or min(self.synthetic_shape) < 1:
             raise ConfigError(f"synthetic shape must be three positive sizes HxWxC, got {self.synthetic_shape}")

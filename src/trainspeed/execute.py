@@ -141,7 +141,7 @@ def _run(config: RunConfig, console: Console | None, keep_models: bool, previous
             while len(kept) < config.repeats:
                 try:
                     outcome = _measure(config, key, kept, data, progress, isolate, keep_models, on_device, load_s,
-                                       result)
+                                       result, device_names[key.device])
                 except KeyboardInterrupt:
                     _store(result, fold(kept, interrupted=True), path)
                     raise
@@ -171,20 +171,22 @@ def _folding(config: RunConfig, data: Dataset, peaks: dict, key: CaseKey, device
 
 
 def _measure(config: RunConfig, key: CaseKey, kept: list[Measurement], data: Dataset, progress, isolate: bool,
-             keep_models: bool, on_device: dict, load_s: float, result: RunResult):
-    """The next repeat, in a child process or here; a kept network is stored with the results."""
+             keep_models: bool, on_device: dict, load_s: float, result: RunResult, device_name: str):
+    """The next repeat, in a child process or here; a kept network is stored with the results.
+    A Keras engine always runs in a child: Keras picks its backend once per process."""
     repeat = len(kept) + 1
-    # Every repeat of a case times the layout its first repeat chose.
+    # Every repeat of a case times the layout and the kernels its first repeat chose.
     layout_chosen = (kept[0].memory_format, kept[0].layout_choice) if kept and kept[0].memory_format else None
-    if isolate:
-        return isolation.measure_in_child(config, key, repeat, data, progress, layout_chosen)
+    kernels = kept[0].kernels if kept else None
+    if isolate or key.workload.engine != "trainspeed":
+        return isolation.measure_in_child(config, key, repeat, data, progress, layout_chosen, kernels, device_name)
     if key.device not in on_device:
         on_device[key.device] = copy_to_device(data, torch.device(key.device))
     arrays, copy_s = on_device[key.device]
     # This process imported everything long ago; loading was paid once for all cases.
     outcome, trained = measure_repeat(config, key, repeat, data, torch.device(key.device), progress,
                                       on_device=arrays, startup=StartupCost(data_s=load_s + copy_s),
-                                      layout_chosen=layout_chosen)
+                                      layout_chosen=layout_chosen, kernels=kernels)
     if keep_models and trained is not None:
         result.models[key] = trained
     return outcome

@@ -20,14 +20,16 @@ _FROM_FIRST_REPEAT = ("device_name", "params", "steps_per_epoch", "cpu_threads",
                       "train_loss", "train_accuracy", "test_loss", "test_accuracy", "eval_s", "peak_memory_bytes",
                       "peak_host_memory_bytes", "confusion_matrix", "sample_predictions", "projected",
                       "measured_steps", "other_cpu_load", "flops_per_step", "bytes_per_step", "startup",
-                      "cuda_graph", "memory_format", "layout_choice")
+                      "cuda_graph", "memory_format", "layout_choice", "kernels", "kernel_choice", "engine_versions",
+                      "engine_devices")
 
 
 def _identity(key: CaseKey, accuracy_meaningful: bool, epochs: int) -> dict:
     work = key.workload
     return dict(model=work.model, device=key.device, dataset=work.dataset, batch_size=work.batch_size,
-                precision=work.precision, image_shape=tuple(work.image_shape), train_images=work.train_images,
-                test_images=work.test_images, accuracy_meaningful=accuracy_meaningful, epochs=epochs)
+                precision=work.precision, engine=work.engine, image_shape=tuple(work.image_shape),
+                train_images=work.train_images, test_images=work.test_images,
+                accuracy_meaningful=accuracy_meaningful, epochs=epochs)
 
 
 def fold_case(key: CaseKey, repeats: Sequence[Measurement], *, repeats_wanted: int, epochs: int,
@@ -52,7 +54,8 @@ def fold_case(key: CaseKey, repeats: Sequence[Measurement], *, repeats_wanted: i
                           **(ended or dict(status="partial")))
     first = repeats[0]
     measured = {name: getattr(first, name) for name in _FROM_FIRST_REPEAT}
-    measured["history"] = list(first.history)
+    measured.update(history=list(first.history), kernel_choice=list(first.kernel_choice),
+                    engine_devices=list(first.engine_devices))
     figures = _timing(first.epoch_s, [r.steady_epoch_s for r in repeats],
                       [r.first_epoch_s for r in repeats], key.workload.train_images)
     roofline = _roofline(first, key, figures["steady_epoch_s"], peaks)

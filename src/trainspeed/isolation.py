@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -39,6 +40,8 @@ class Job:
     repeat: int = 1
     precisions: list[str] = field(default_factory=list)  # for "peaks"
     layout_chosen: list[str] | None = None  # the case's layout and its reason, from its first repeat
+    kernels: dict[str, str] | None = None  # the case's CPU kernels, from its first repeat
+    counts: dict | None = None  # a Keras case: what trainspeed counts on its own model (keras_engine/counts.py)
 
 
 def key_from_dict(data: dict) -> CaseKey:
@@ -57,9 +60,19 @@ def child_config(config: RunConfig, data: Dataset) -> RunConfig:
 # --- the parent's end ---------------------------------------------------------------------
 
 def measure_in_child(config: RunConfig, key: CaseKey, repeat: int, data: Dataset, progress,
-                     layout_chosen: tuple[str, str] | None = None) -> Measurement | Failure:
+                     layout_chosen: tuple[str, str] | None = None, kernels: dict[str, str] | None = None,
+                     device_name: str = "") -> Measurement | Failure:
+    counts = None
+    if key.workload.engine != "trainspeed":
+        from .keras_engine.backends import missing
+        from .keras_engine.counts import counts_for
+
+        reason = missing(key.workload.engine)
+        if reason:  # said before a process is started for nothing; the run goes on
+            return Failure(reason)
+        counts = counts_for(key, data.num_classes, device_name)
     job = Job("repeat", asdict(child_config(config, data)), key.device, asdict(key), repeat,
-              layout_chosen=list(layout_chosen) if layout_chosen else None)
+              layout_chosen=list(layout_chosen) if layout_chosen else None, kernels=kernels, counts=counts)
     result = _spawn(job, progress)
     if isinstance(result, Failure):
         return result
@@ -90,6 +103,11 @@ def child_environment(device: str) -> tuple[dict[str, str], str]:
 def _spawn(job: Job, progress) -> dict | Failure:
     """The child's answer, or a Failure: the reason it gave, or why it ended without answering."""
     environ, local = child_environment(job.device)
+    engine = job.key["workload"].get("engine", "trainspeed") if job.key else "trainspeed"
+    if engine != "trainspeed":
+        from .keras_engine.backends import process_environment
+
+        environ = process_environment(engine, local, environ)
     message = json.dumps({**asdict(job), "local_device": local, "spawned_at": time.time()})
     result: dict | None = None
     with tempfile.TemporaryFile("w+") as errors:
@@ -161,10 +179,12 @@ class EventProgress:
 
     def __init__(self, stream) -> None:
         self._stream = stream
+        self._lock = threading.Lock()  # Keras may report progress from another thread
 
     def emit(self, **event) -> None:
-        self._stream.write(json.dumps(event) + "\n")
-        self._stream.flush()
+        with self._lock:
+            self._stream.write(json.dumps(event) + "\n")
+            self._stream.flush()
 
     def start_epoch(self, label: str, steps: int) -> None:
         self.emit(event="epoch", label=label, steps=steps)
@@ -206,7 +226,24 @@ def _measure_repeat(job: dict, device, progress: EventProgress, watch: StallWatc
     outcome, _ = measure_repeat(config, key_from_dict(job["key"]), job["repeat"], data, device, progress,
                                 startup=StartupCost(process_s=process_s, data_s=load_s),
                                 layout_chosen=tuple(job["layout_chosen"]) if job["layout_chosen"] else None,
-                                watch=watch)
+                                kernels=job.get("kernels"), watch=watch)
+    return _answer(outcome, process_s, waited_s)
+
+
+def _measure_keras_repeat(job: dict, progress: EventProgress, watch: StallWatch) -> dict:
+    from .keras_engine.measure import measure_keras_repeat
+    from .plan import load_data
+
+    process_s = time.time() - job["spawned_at"]  # launching Python and importing trainspeed, not torch
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    outcome = measure_keras_repeat(RunConfig.from_dict(job["config"]), key_from_dict(job["key"]), job["repeat"],
+                                   job["local_device"], progress, watch=watch,
+                                   startup=StartupCost(process_s=process_s), counts=job["counts"],
+                                   load_data=load_data)
+    return _answer(outcome, process_s, process_s - (usage.ru_utime + usage.ru_stime))
+
+
+def _answer(outcome: Measurement | Failure, process_s: float, waited_s: float) -> dict:
     if isinstance(outcome, Failure):
         return {"failure": asdict(outcome)}
     if waited_s > _START_WAIT_S:
@@ -224,6 +261,14 @@ def main() -> int:
     progress = EventProgress(events)
     watch = StallWatch().__enter__()  # as early as can be: a stop anywhere spoils what this process measures
     job = json.load(sys.stdin)
+    if job["kind"] == "repeat" and job["key"]["workload"].get("engine", "trainspeed") != "trainspeed":
+        # No torch, and none of trainspeed's process settings: the backend runs as a Keras user runs it.
+        try:
+            answer = _measure_keras_repeat(job, progress, watch)
+        except TrainspeedError as error:
+            answer = {"failure": asdict(Failure(str(error)))}
+        progress.emit(event="result", **answer)
+        return 0
     import torch
 
     from .machine import devices

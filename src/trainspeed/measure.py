@@ -16,6 +16,7 @@ from . import budget, faults, flops
 from .cases import CaseKey
 from .config import RunConfig
 from .data import Dataset
+from .engine import kernels as cpu_kernels
 from .engine import layout
 from .engine.evaluate import evaluate, predict
 from .engine.graph import StepGraph
@@ -64,7 +65,7 @@ def is_out_of_memory(error: BaseException) -> bool:
 def measure_repeat(config: RunConfig, key: CaseKey, repeat: int, data: Dataset, device: torch.device,
                    progress: Progress, *, on_device: DeviceData | None = None,
                    startup: StartupCost | None = None,
-                   layout_chosen: tuple[str, str] | None = None,
+                   layout_chosen: tuple[str, str] | None = None, kernels: dict[str, str] | None = None,
                    watch: stalls.StallWatch | None = None) -> tuple[Measurement | Failure, ModelSpec | None]:
     """Train and measure one repeat of `key` on `device` (where it runs: a case's process may know
     its GPU by another number than the case does). An out-of-memory error becomes a Failure.
@@ -86,7 +87,7 @@ def measure_repeat(config: RunConfig, key: CaseKey, repeat: int, data: Dataset, 
         try:
             with nullcontext(watch) if watch else stalls.StallWatch() as watching:
                 measurement, spec = _train(config, key, repeat, data, on_device, device, progress, label, startup,
-                                           layout_chosen)
+                                           layout_chosen, kernels)
             return replace(measurement, stalled_s=round(watching.stalled_s, 3)), spec
         except Exception as error:
             if not is_out_of_memory(error):
@@ -95,11 +96,26 @@ def measure_repeat(config: RunConfig, key: CaseKey, repeat: int, data: Dataset, 
 
 
 def _build(model: str, data: Dataset, device: torch.device, memory_format: torch.memory_format | None,
-           seed: int) -> tuple[ModelSpec, torch.optim.Optimizer]:
+           seed: int, kernels: dict[str, str] | None = None) -> tuple[ModelSpec, torch.optim.Optimizer]:
     torch.manual_seed(seed)
     spec = create_model(model, data.image_shape, data.num_classes, memory_format)
     spec.network.to(device)
+    if kernels is not None and device.type == "cpu":
+        cpu_kernels.apply(spec.network, kernels)
     return spec, spec.make_optimizer(spec.network.parameters())
+
+
+def _kernels(key: CaseKey, data: Dataset, device: torch.device,
+             chosen: dict[str, str] | None) -> tuple[dict[str, str] | None, tuple[str, ...], float | None]:
+    """The CPU's kernels for the case's layers: its first repeat's choice, else chosen here by a short
+    trial on the layers' own shapes (engine/kernels.py); with the times behind it and the trial's cost."""
+    if device.type != "cpu":
+        return None, (), None
+    if chosen is not None:
+        return chosen, ("chosen by the case's first repeat",), None
+    probe = create_model(key.workload.model, data.image_shape, data.num_classes)
+    tuning = cpu_kernels.tune(probe.network, key.workload.batch_size)
+    return tuning.choices, tuple(tuning.notes), tuning.seconds
 
 
 def uses_graphs(config: RunConfig, device: torch.device, images: int, batch_size: int) -> bool:
@@ -108,18 +124,17 @@ def uses_graphs(config: RunConfig, device: torch.device, images: int, batch_size
 
 
 def _layout(config: RunConfig, key: CaseKey, data: Dataset, on_device: DeviceData, device: torch.device,
-            timer: Timer, graphs: bool,
-            chosen: tuple[str, str] | None) -> tuple[torch.memory_format | None, str | None]:
-    """The activation layout for a convolutional model: the case's earlier choice, the CPU's known
-    one, else measured here. create_model ignores a layout for a model without convolutions."""
+            timer: Timer, graphs: bool, chosen: tuple[str, str] | None,
+            kernels: dict[str, str] | None) -> tuple[torch.memory_format | None, str | None]:
+    """The activation layout for a convolutional model: the case's earlier choice, else measured here,
+    on the CPU as on a GPU (which layout oneDNN or cuDNN runs faster depends on the chip).
+    create_model ignores a layout for a model without convolutions."""
     model = key.workload.model
     if chosen is not None:
         return layout.LAYOUTS[chosen[0]], chosen[1]
-    if device.type == "cpu":
-        return layout.LAYOUTS[layout.CPU_LAYOUT], f"{layout.CPU_LAYOUT}: the CPU's layout (benchmarks/RESULTS.md)"
     if not create_model(model, data.image_shape, data.num_classes).convolutional:
         return None, None
-    seconds = {name: layout.step_seconds(lambda fmt: _build(model, data, device, fmt, config.seed), fmt,
+    seconds = {name: layout.step_seconds(lambda fmt: _build(model, data, device, fmt, config.seed, kernels), fmt,
                                          on_device.train_images, on_device.train_labels,
                                          key.workload.batch_size, key.workload.precision, timer, graphs)
                for name, fmt in layout.LAYOUTS.items()}
@@ -129,14 +144,17 @@ def _layout(config: RunConfig, key: CaseKey, data: Dataset, on_device: DeviceDat
 
 def _train(config: RunConfig, key: CaseKey, repeat: int, data: Dataset, on_device: DeviceData,
            device: torch.device, progress: Progress, label: str, startup: StartupCost,
-           layout_chosen: tuple[str, str] | None) -> tuple[Measurement, ModelSpec]:
+           layout_chosen: tuple[str, str] | None,
+           kernels_chosen: dict[str, str] | None) -> tuple[Measurement, ModelSpec]:
     work = key.workload
     batch, mode = work.batch_size, work.precision
     images, labels = on_device.train_images, on_device.train_labels
     steps = steps_per_epoch(len(images), batch)
     timer = Timer(synchronize=lambda: devices.synchronize(device))
     graphs = uses_graphs(config, device, len(images), batch)
-    memory_format, layout_choice = _layout(config, key, data, on_device, device, timer, graphs, layout_chosen)
+    kernels, kernel_choice, tuning_s = _kernels(key, data, device, kernels_chosen)
+    memory_format, layout_choice = _layout(config, key, data, on_device, device, timer, graphs, layout_chosen,
+                                           kernels)
     utilization: list[float] = []
 
     def report(step: int, total: int, loss: float, accuracy: float) -> None:
@@ -150,7 +168,7 @@ def _train(config: RunConfig, key: CaseKey, repeat: int, data: Dataset, on_devic
     if config.epochs == 1 and config.warmup_steps and not config.time_budget_s:
         # A lone epoch would otherwise carry start-up costs (allocations, kernel selection).
         warmup_steps = min(steps, config.warmup_steps)
-        throwaway, optimizer = _build(work.model, data, device, memory_format, config.seed + 1)
+        throwaway, optimizer = _build(work.model, data, device, memory_format, config.seed + 1, kernels)
         order = torch.Generator().manual_seed(config.seed + 1)
         train_epoch(throwaway, optimizer, images, labels, batch_size=batch, generator=order,
                     max_steps=warmup_steps, precision=mode, first_step_timer=timer)
@@ -166,7 +184,7 @@ def _train(config: RunConfig, key: CaseKey, repeat: int, data: Dataset, on_devic
     faults.at_allocation(batch)
     before = validity.Snapshot.take()
     with timer.measure("build") as built:
-        spec, optimizer = _build(work.model, data, device, memory_format, config.seed)
+        spec, optimizer = _build(work.model, data, device, memory_format, config.seed, kernels)
     cost = flops.training_step_cost(spec.network, data.image_shape, batch,
                                     "sgd" if isinstance(optimizer, torch.optim.SGD) else "adam")
     graph, record_s = _recorded(spec, optimizer, on_device, batch, mode, timer) if graphs else (None, None)
@@ -174,7 +192,8 @@ def _train(config: RunConfig, key: CaseKey, repeat: int, data: Dataset, on_devic
     common = dict(repeat=repeat, params=spec.params, flops_per_step=cost.flops, bytes_per_step=cost.bytes,
                   steps_per_epoch=steps, memory_format=layout.layout_name(spec.memory_format) if convolutional
                   else None, layout_choice=layout_choice if convolutional else None, device_name=device_label(device),
-                  cpu_threads=torch.get_num_threads())
+                  cpu_threads=torch.get_num_threads(), kernels=kernels, kernel_choice=kernel_choice)
+    startup = replace(startup, tuning_s=tuning_s)
     if config.time_budget_s:
         steps_seen = EpochSteps(spec, optimizer, images, labels, batch, torch.Generator().manual_seed(config.seed),
                                 mode, graph)
@@ -192,7 +211,7 @@ def _train(config: RunConfig, key: CaseKey, repeat: int, data: Dataset, on_devic
         # The whole case fits the budget: start again from the seed, untouched, and let the first
         # model go, or it would sit in memory (and in the peak) beside the one being timed.
         del steps_seen, spec, optimizer, graph
-        spec, optimizer = _build(work.model, data, device, memory_format, config.seed)
+        spec, optimizer = _build(work.model, data, device, memory_format, config.seed, kernels)
         graph, _ = _recorded(spec, optimizer, on_device, batch, mode, timer) if graphs else (None, None)
     order = torch.Generator().manual_seed(config.seed)
     history = []

@@ -10,7 +10,6 @@ from .cases import CaseKey, Workload
 from .config import RunConfig
 from .data import DataOptions, Dataset, load_dataset
 from .errors import ConfigError
-from .models import check_model
 from .results import CaseResult, Measurement
 from .timing import Timer
 
@@ -49,20 +48,30 @@ def check_plan(config: RunConfig, data: Dataset) -> None:
             limited = " (with --limit)" if config.limit else ""
             raise ConfigError(f"--batch-size {size} is larger than the training set, {images:,} images{limited}: "
                               f"use a batch size of at most {images:,}")
+    # Imported here: a Keras case's process loads its data through this module and has no torch.
+    from .models import check_model
+
     for name in config.models:
         check_model(name, data.image_shape, data.num_classes)
+    keras_engines = [engine for engine in config.engines if engine != "trainspeed"]
+    if keras_engines and config.time_budget_s:
+        # A budget times single steps and projects the epoch; Keras's fit trains whole epochs.
+        raise ConfigError(f"--time-budget works with the trainspeed engine only; drop it, or drop "
+                          f"{', '.join(keras_engines)} from --engines")
 
 
-def workload(data: Dataset, model: str, batch_size: int, precision: str) -> Workload:
+def workload(data: Dataset, model: str, batch_size: int, precision: str, engine: str = "trainspeed") -> Workload:
     return Workload(model, data.name, tuple(data.image_shape), len(data.train_images), len(data.test_images),
-                    batch_size, precision)
+                    batch_size, precision, engine)
 
 
 def plan_cases(config: RunConfig, device_names: list[str], data: Dataset) -> list[CaseKey]:
-    """Every case of the run, device by device, in the order they are measured."""
-    return [CaseKey(workload(data, model, batch, mode), device)
+    """Every case of the run, device by device, in the order they are measured: the engines of a
+    workload one after the other, so that their times are taken minutes apart."""
+    return [CaseKey(workload(data, model, batch, mode, engine), device)
             for device in device_names
-            for model, batch, mode in itertools.product(config.models, config.batch_sizes, config.precisions)]
+            for model, batch, mode, engine in itertools.product(config.models, config.batch_sizes, config.precisions,
+                                                                config.engines)]
 
 
 def repeats_to_keep(existing: CaseResult | None) -> list[Measurement] | None:

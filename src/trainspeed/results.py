@@ -32,8 +32,10 @@ class StartupCost:
     """
 
     process_s: float | None = None  # from launching Python to torch and trainspeed imported
+    import_s: float | None = None  # a Keras engine: importing Keras and its backend
     data_s: float | None = None  # reading the data set and copying it to the device
-    build_s: float | None = None  # building the model and its optimizer on the device
+    build_s: float | None = None  # building the model and its optimizer on the device (Keras: and compiling it)
+    tuning_s: float | None = None  # choosing the CPU's kernels by measurement (engine/kernels.py)
     graph_record_s: float | None = None  # recording the CUDA graph (with its untrained warm-up steps)
     first_step_s: float | None = None  # lazy initialization, kernel selection, first allocations
     steady_step_s: float | None = None  # one step once warm, for scale
@@ -47,7 +49,8 @@ class StartupCost:
     @property
     def total_s(self) -> float:
         """Everything paid before steady training: the parts, plus the first step beyond a steady one."""
-        parts = (self.process_s, self.data_s, self.build_s, self.graph_record_s, self.first_step_extra_s)
+        parts = (self.process_s, self.import_s, self.data_s, self.build_s, self.tuning_s, self.graph_record_s,
+                 self.first_step_extra_s)
         return sum(part for part in parts if part is not None)
 
 
@@ -90,6 +93,12 @@ class Measurement:
     device_name: str = ""
     cpu_threads: int | None = None
     stalled_s: float | None = None  # seconds the process did not run while it was measured (machine/stalls.py)
+    # The CPU kernels chosen by measurement for each product of each layer (engine/kernels.py).
+    kernels: dict[str, str] | None = None
+    kernel_choice: tuple[str, ...] = ()  # the times each choice rests on, one line per product
+    # A Keras engine: the packages' versions, and the backend's own list of the devices it sees.
+    engine_versions: dict[str, str] | None = None
+    engine_devices: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -112,6 +121,7 @@ class CaseResult:
     dataset: str
     batch_size: int
     precision: str = "fp32"
+    engine: str = "trainspeed"
     device_name: str = ""
     status: str = "ok"  # "ok", "failed", "stalled", "interrupted", or "partial" while repeats remain
     error: str | None = None
@@ -164,6 +174,10 @@ class CaseResult:
     cuda_graph: bool = False  # full-batch steps were replayed from a recorded CUDA graph
     memory_format: str | None = None  # the activations' layout, and how it was chosen
     layout_choice: str | None = None
+    kernels: dict[str, str] | None = None  # the CPU kernels chosen, and the times behind each choice
+    kernel_choice: list[str] = field(default_factory=list)
+    engine_versions: dict[str, str] | None = None  # a Keras engine's packages, and its backend's devices
+    engine_devices: list[str] = field(default_factory=list)
     # Seconds the measuring process was stopped or starved during timed work (machine/stalls.py).
     stalled_s: float | None = None
     # Which of the run's sessions measured it (RunResult.sessions): the machine and software it ran on.
@@ -176,7 +190,7 @@ class CaseResult:
     @property
     def workload(self) -> Workload:
         return Workload(self.model, self.dataset, tuple(self.image_shape), self.train_images, self.test_images,
-                        self.batch_size, self.precision)
+                        self.batch_size, self.precision, self.engine)
 
     @property
     def key(self) -> CaseKey:
@@ -230,26 +244,33 @@ class RunResult:
     def to_dict(self) -> dict[str, Any]:
         return {f.name: _plain(getattr(self, f.name)) for f in fields(self) if f.name != "models"}
 
-    def find(self, model: str, device: str, batch_size: int | None = None, precision: str | None = None) -> CaseKey:
-        """The one case matching the criteria; naming batch size or precision settles a sweep."""
+    def find(self, model: str, device: str, batch_size: int | None = None, precision: str | None = None,
+             engine: str | None = None) -> CaseKey:
+        """The one case matching the criteria; naming batch size, precision or engine settles a sweep."""
         keys = [case.key for case in self.cases]
-        found = matching(keys, model=model, device=device, batch_size=batch_size, precision=precision)
+        found = matching(keys, model=model, device=device, batch_size=batch_size, precision=precision,
+                         engine=engine)
         if len(found) == 1:
             return found[0]
         if not found:
             raise KeyError(f"no case for {model} on {device}"
                            + (f" at batch {batch_size}" if batch_size is not None else "")
-                           + (f" in {precision}" if precision is not None else ""))
-        choices = "; ".join(key.label(("batch_size", "precision")) for key in found)
-        raise KeyError(f"{len(found)} cases match {model} on {device} ({choices}): name batch_size or precision")
+                           + (f" in {precision}" if precision is not None else "")
+                           + (f" with {engine}" if engine is not None else ""))
+        axes = ("batch_size", "precision") + (("engine",) if len({k.workload.engine for k in found}) > 1 else ())
+        choices = "; ".join(key.label(axes) for key in found)
+        raise KeyError(f"{len(found)} cases match {model} on {device} ({choices}): "
+                       "name batch_size, precision or engine")
 
-    def case(self, model: str, device: str, batch_size: int | None = None, precision: str | None = None) -> CaseResult:
-        key = self.find(model, device, batch_size, precision)
+    def case(self, model: str, device: str, batch_size: int | None = None, precision: str | None = None,
+             engine: str | None = None) -> CaseResult:
+        key = self.find(model, device, batch_size, precision, engine)
         return next(case for case in self.cases if case.key == key)
 
-    def trained(self, model: str, device: str, batch_size: int | None = None, precision: str | None = None):
+    def trained(self, model: str, device: str, batch_size: int | None = None, precision: str | None = None,
+                engine: str | None = None):
         """The trained network of a case (runs with keep_models=True), for trainspeed.predict."""
-        key = self.find(model, device, batch_size, precision)
+        key = self.find(model, device, batch_size, precision, engine)
         if key not in self.models:
             raise KeyError(f"the {key.label()} network was not kept: run with keep_models=True")
         return self.models[key]

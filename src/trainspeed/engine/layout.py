@@ -1,8 +1,9 @@
 """Which activation layout a convolutional model trains fastest in on a device, measured.
 
-Channels-last suits oneDNN's CPU convolutions (benchmarks/RESULTS.md); on a GPU the answer
-depends on the GPU, cuDNN and the precision, so it is measured there, on the case's own steps,
-rather than assumed. The layout changes no arithmetic, only where values sit in memory.
+Channels-last suited oneDNN's convolutions on the CPU it was tuned on (benchmarks/RESULTS.md), but
+the answer depends on the chip and its library (oneDNN on another CPU; cuDNN, the GPU and the
+precision), so it is measured on every device, on the case's own steps, rather than assumed. The
+layout changes no arithmetic, only where values sit in memory.
 """
 
 from __future__ import annotations
@@ -17,8 +18,6 @@ from .graph import StepGraph
 from .step import EpochSteps
 
 LAYOUTS = {"channels_last": torch.channels_last, "contiguous": torch.contiguous_format}
-# The CPU's layout for convolutions, chosen by measurement on the CPU (benchmarks/RESULTS.md).
-CPU_LAYOUT = "channels_last"
 
 
 def layout_name(memory_format: torch.memory_format) -> str:

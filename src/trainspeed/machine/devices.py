@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
-import re
 import shutil
 import sys
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 import torch
 
 from ..errors import DeviceError
+from .validity import peak_host_memory_bytes, reset_host_peak
 
 MAX_THREADS_PER_CORE = 4
 
@@ -154,7 +154,7 @@ def synchronize(device: torch.device) -> None:
 def reset_peak_memory(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    _reset_host_peak()
+    reset_host_peak()
 
 
 def peak_device_memory_bytes(device: torch.device) -> int | None:
@@ -165,31 +165,6 @@ def peak_device_memory_bytes(device: torch.device) -> int | None:
         # MPS keeps no peak counter; the driver's current allocation is the closest figure.
         return int(torch.mps.driver_allocated_memory())
     return peak_host_memory_bytes()
-
-
-def _reset_host_peak() -> None:
-    # Writing 5 to clear_refs resets VmHWM (Linux >= 4.0), so each case gets its own peak.
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        pass
-
-
-def peak_host_memory_bytes() -> int | None:
-    try:
-        status = Path("/proc/self/status").read_text()
-        match = re.search(r"^VmHWM:\s+(\d+) kB", status, re.MULTILINE)
-        if match:
-            return int(match.group(1)) * 1024
-    except OSError:
-        pass
-    try:
-        import resource
-
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        return int(peak if sys.platform == "darwin" else peak * 1024)
-    except (ImportError, OSError):
-        return None
 
 
 # glibc's mallopt parameters (malloc.h).

@@ -3,9 +3,10 @@
 A process stopped by SIGSTOP (Ctrl-Z, a debugger, a job scheduler), a frozen virtual machine or
 a host swapping hard keeps its clock running while it does no work, so an epoch timed across the
 stop is too long by the whole stop. A small thread wakes every `interval_s`; when it wakes much
-later than asked, the process (all of its threads) was not running for the difference. Training
-releases the GIL in its kernels, so the thread is never held back by the work it watches; a
-process merely sharing the CPU with others is late by milliseconds, not by `threshold_s`.
+later than asked and the process used no CPU time meanwhile, the process (all of its threads)
+was not running. A thread can also be late because other code held the GIL (TensorFlow builds
+and JAX compiles a step holding it for half a second): the process then kept using the CPU, and
+that is work, not a stall. A process merely sharing the CPU with others is late by milliseconds.
 """
 
 from __future__ import annotations
@@ -29,16 +30,19 @@ class StallWatch:
         self._thread = threading.Thread(target=self._watch, name="trainspeed-stall-watch", daemon=True)
 
     def _watch(self) -> None:
-        last = time.monotonic()
+        last, last_cpu = time.monotonic(), time.process_time()
         while not self._stop.wait(self.interval_s):
-            now = time.monotonic()
-            late = now - last - self.interval_s
-            if late > self.threshold_s:
-                self.stalls.append(late)
-            last = now
-        late = time.monotonic() - last - self.interval_s
-        if late > self.threshold_s:  # a stall that ended just before the watch did
-            self.stalls.append(late)
+            last, last_cpu = self._note(last, last_cpu)
+        self._note(last, last_cpu)  # a stall that ended just before the watch did
+
+    def _note(self, last: float, last_cpu: float) -> tuple[float, float]:
+        now, cpu = time.monotonic(), time.process_time()
+        late = now - last - self.interval_s
+        # Wall time in which not one of the process's threads ran: stopped, frozen or swapped out.
+        idle = (now - last) - (cpu - last_cpu)
+        if late > self.threshold_s and idle > self.threshold_s:
+            self.stalls.append(min(late, idle))
+        return now, cpu
 
     @property
     def stalled_s(self) -> float:

@@ -7,17 +7,44 @@ monitor thread competes with a CPU case for its cores.
 from __future__ import annotations
 
 import os
+import re
 import resource
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # at run time only the device's .type is read: a Keras case's process has no torch
+    import torch
 
 # Other processes using more than this many cores during a CPU case make its time suspect.
 OTHER_LOAD_CORES = 0.25
 # A GPU busy less than this share of the time is waiting for data or for the host.
 IDLE_GPU_UTILIZATION = 0.5
+
+
+def reset_host_peak() -> None:
+    # Writing 5 to clear_refs resets VmHWM (Linux >= 4.0), so each case gets its own peak.
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
+def peak_host_memory_bytes() -> int | None:
+    try:
+        status = Path("/proc/self/status").read_text()
+        match = re.search(r"^VmHWM:\s+(\d+) kB", status, re.MULTILINE)
+        if match:
+            return int(match.group(1)) * 1024
+    except OSError:
+        pass
+    try:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return int(peak if sys.platform == "darwin" else peak * 1024)
+    except OSError:
+        return None
 
 
 def _busy_jiffies() -> tuple[int, int] | None:
@@ -102,6 +129,8 @@ def gpu_utilization(device: torch.device) -> float | None:
     """The GPU's utilization over its last sample period (NVML), if NVML is available."""
     if device.type != "cuda":
         return None
+    import torch
+
     try:
         return torch.cuda.utilization(device) / 100
     except Exception:  # NVML (pynvml) is optional: no reading is no warning

@@ -9,7 +9,7 @@ from ..cases import CaseKey, Workload, varying_axes
 from ..output import prepare_folder, write_atomically, write_error
 from ..results import CaseResult
 from . import charts
-from .comparison import Comparison, crossovers, headlines, pivots, precision_effects
+from .comparison import Comparison, crossovers, engine_effects, headlines, pivots, precision_effects
 from .document import Block, Bullets, Heading, Image, Paragraph, Table, to_html, to_markdown
 from .settings import machine_lines, run_settings, settings_table
 from .units import LOAD_ADVICE, bytes_text, seconds_cell, times
@@ -120,12 +120,12 @@ def _measured(comparison: Comparison) -> list[tuple[Workload, str, CaseResult]]:
 def _lead(comparison: Comparison, key: Workload) -> list[str]:
     """The cells that tell a row's cases apart: the model, and each axis that varies."""
     return [key.model] + ([str(key.batch_size)] if len(comparison.batch_sizes()) > 1 else []) + (
-        [key.precision] if comparison.shows_precision() else [])
+        [key.precision] if comparison.shows_precision() else []) + ([key.engine] if comparison.shows_engine() else [])
 
 
 def _lead_headers(comparison: Comparison) -> list[str]:
     return ["model"] + (["batch"] if len(comparison.batch_sizes()) > 1 else []) + (
-        ["precision"] if comparison.shows_precision() else [])
+        ["precision"] if comparison.shows_precision() else []) + (["engine"] if comparison.shows_engine() else [])
 
 
 def _startup_table(comparison: Comparison) -> Table | None:
@@ -137,15 +137,18 @@ def _startup_table(comparison: Comparison) -> Table | None:
         return f"{seconds_cell(value)} s" if value is not None else "-"
 
     # Recording a CUDA graph is its own column where any case recorded one.
-    graphs = any(case.startup.graph_record_s is not None for _, _, case in cases)
-    rows = [_lead(comparison, key) + [
-        column, cell(s.process_s), cell(s.data_s), cell(s.build_s)] + ([cell(s.graph_record_s)] if graphs else []) + [
-        cell(s.first_step_s), f"{s.steady_step_s * 1e3:.2f} ms" if s.steady_step_s else "-", cell(s.total_s)]
-        for key, column, case in cases for s in [case.startup]]
-    headers = _lead_headers(comparison) + ["device", "Python + imports", "data to device", "model build"] + (
-        ["CUDA graph record"] if graphs else []) + ["first step", "steady step", "start-up total"]
+    # Recording a CUDA graph, importing Keras and tuning CPU kernels are columns where any case paid them.
+    optional = [(name, part) for name, part in (("Keras import", "import_s"), ("kernel tuning", "tuning_s"),
+                                                ("CUDA graph record", "graph_record_s"))
+                if any(getattr(case.startup, part) is not None for _, _, case in cases)]
+    rows = [_lead(comparison, key) + [column, cell(s.process_s), cell(s.data_s), cell(s.build_s)]
+            + [cell(getattr(s, part)) for _, part in optional]
+            + [cell(s.first_step_s), f"{s.steady_step_s * 1e3:.2f} ms" if s.steady_step_s else "-", cell(s.total_s)]
+            for key, column, case in cases for s in [case.startup]]
+    headers = _lead_headers(comparison) + ["device", "Python + imports", "data to device", "model build"] + [
+        name for name, _ in optional] + ["first step", "steady step", "start-up total"]
     return Table(headers, rows, "paid once per process, from its first repeat; total = the parts plus the first "
-                 "step's excess over a steady one", text_columns=len(headers) - (7 if graphs else 6))
+                 "step's excess over a steady one", text_columns=len(headers) - 6 - len(optional))
 
 
 def _repeats_table(comparison: Comparison) -> Table | None:
@@ -203,7 +206,7 @@ def build_blocks(comparison: Comparison, out_dir: Path) -> list[Block]:
     blocks += [Paragraph(sentence, "headline") for sentence in headlines(comparison)]
     # What a lower precision buys and costs belongs with the headline, not below the tables.
     blocks += [Paragraph(effect.sentence, "warning" if effect.costs_accuracy else "headline")
-               for effect in precision_effects(comparison)]
+               for effect in [*engine_effects(comparison), *precision_effects(comparison)]]
     notes = [] if not comparison.single_machine else list(first_result.notes)
     notes += comparison.notes
     blocks += [Paragraph(note, "warning") for note in notes]

@@ -6,16 +6,17 @@ Pure functions of results: no plotting, no files, so every figure is testable by
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..results import CaseResult
-from .matching import Comparison, Pace, compare, machine_label, pace
+from .matching import Comparison, Pace, compare, engine_name, machine_label, pace
 from .units import capital, load_note, seconds_phrase, times
-from .verdicts import PrecisionEffect, difference_half_width, precision_effects
+from .verdicts import EngineEffect, PrecisionEffect, difference_half_width, engine_effects, precision_effects
 
 # Callers have always found these here; they live with the matching and the verdicts.
-__all__ = ["Comparison", "Crossover", "Pace", "Pivot", "PrecisionEffect", "compare", "crossovers",
-           "difference_half_width", "headlines", "machine_label", "pace", "pivots", "precision_effects"]
+__all__ = ["Comparison", "Crossover", "EngineEffect", "Pace", "Pivot", "PrecisionEffect", "compare", "crossovers",
+           "difference_half_width", "engine_effects", "headlines", "machine_label", "pace", "pivots",
+           "precision_effects"]
 
 
 def _reason(comparison: Comparison) -> str:
@@ -31,6 +32,7 @@ def headlines(comparison: Comparison) -> list[str]:
         base = cells.get(comparison.baseline or "")
         at_batch = f" at batch {key.batch_size}" if several_batches else ""
         at_batch += f" in {key.precision}" if comparison.shows_precision() else ""
+        at_batch += f" with {engine_name(key.engine)}" if comparison.shows_engine() else ""
         where = "On this machine " if comparison.single_machine else ""
         others = [c for c in comparison.columns if c != comparison.baseline and c in cells and cells[c].ok]
         for column in comparison.columns:
@@ -107,7 +109,7 @@ def pivots(comparison: Comparison) -> list[Pivot]:
     def steady(case: CaseResult | None) -> float | None:
         return case.steady_epoch_s if case is not None and case.ok else None
 
-    tables = []
+    tables = _engine_pivots(comparison, steady)
     if len(comparison.batch_sizes()) > 1:
         for model, precision in comparison.model_precisions():
             keys = [k for k in comparison.rows
@@ -118,7 +120,7 @@ def pivots(comparison: Comparison) -> list[Pivot]:
                     for k in keys]
             subject = f"{model} in {precision}" if comparison.shows_precision() else model
             tables.append(Pivot(f"{subject}: seconds per epoch by batch size", "batch size", comparison.columns, rows))
-    elif comparison.single_machine:  # models or precisions; a comparison has its own table
+    elif comparison.single_machine and not tables:  # models or precisions; engines and comparisons have their own
         keys = [k for k in comparison.rows if not comparison.per_image(k)]
         if len(keys) < 2:
             return tables
@@ -129,6 +131,25 @@ def pivots(comparison: Comparison) -> list[Pivot]:
                  {c: steady(comparison.rows[k].get(c)) for c in comparison.columns})
                 for k, layer in zip(keys, layers, strict=True)]
         tables.append(Pivot(f"seconds per epoch by {header}", header, comparison.columns, rows))
+    return tables
+
+
+def _engine_pivots(comparison: Comparison, steady) -> list[Pivot]:
+    """With several engines: per model (and batch size, precision), the engines as rows, the devices as columns."""
+    if len(comparison.engines()) < 2:
+        return []
+    tables = []
+    groups: dict = {}
+    for key in comparison.rows:
+        if not comparison.per_image(key):
+            groups.setdefault(replace(key, engine=""), []).append(key)
+    for group, keys in groups.items():
+        if len(keys) < 2:
+            continue
+        subject = group.model + (f" at batch {group.batch_size}" if len(comparison.batch_sizes()) > 1 else "")
+        subject += f" in {group.precision}" if comparison.shows_precision() else ""
+        rows = [(k.engine, {c: steady(comparison.rows[k].get(c)) for c in comparison.columns}) for k in keys]
+        tables.append(Pivot(f"{subject}: seconds per epoch by engine", "engine", comparison.columns, rows))
     return tables
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..cases import Workload
-from ..config import PRECISIONS
+from ..config import ENGINES, PRECISIONS
 from ..errors import ConfigError
 from ..results import CaseResult, RunResult
 from ..stats import speedup
@@ -19,7 +19,14 @@ from ..stats import speedup
 # How a workload's fields are named to a reader.
 FIELD_NAMES = {"model": "model", "dataset": "data set", "image_shape": "image shape",
                "train_images": "training images", "test_images": "test images", "batch_size": "batch size",
-               "precision": "precision"}
+               "precision": "precision", "engine": "engine"}
+# How an engine is named in a sentence.
+ENGINE_NAMES = {"trainspeed": "trainspeed's engine", "keras-tensorflow": "Keras/TensorFlow", "keras-jax": "Keras/JAX",
+                "keras-torch": "Keras/PyTorch"}
+
+
+def engine_name(engine: str) -> str:
+    return ENGINE_NAMES.get(engine, engine)
 
 
 @dataclass(frozen=True)
@@ -88,6 +95,13 @@ class Comparison:
     def precisions(self) -> list[str]:
         return list(dict.fromkeys(key.precision for key in self.rows))
 
+    def engines(self) -> list[str]:
+        return list(dict.fromkeys(key.engine for key in self.rows))
+
+    def shows_engine(self) -> bool:
+        """Whether the engine must be named: several were measured, or a Keras one alone."""
+        return self.engines() not in ([], ["trainspeed"])
+
     def shows_precision(self) -> bool:
         """Whether precision must be named: several were measured, or one other than fp32."""
         return self.precisions() not in ([], ["fp32"])
@@ -148,8 +162,9 @@ def compare(labelled: list[tuple[str | None, RunResult]], baseline: str | None =
         if not rows:
             raise ConfigError(
                 f"nothing to compare: no case in {', '.join(labels)} has the same model, data set, image shape, "
-                f"batch size and precision in another file ({not_comparable[0] if not_comparable else 'no cases'}); "
-                "run each machine with the same --models, --dataset, --batch-size and --precision")
+                f"batch size, precision and engine in another file "
+                f"({not_comparable[0] if not_comparable else 'no cases'}); "
+                "run each machine with the same --models, --dataset, --batch-size, --precision and --engines")
         versions = {f"{result.trainspeed_version}" for _, result in labelled}
         if len(versions) > 1:
             notes.append("the files come from different trainspeed versions: "
@@ -233,7 +248,8 @@ def _row_order(key: Workload, rows) -> tuple:
     models = list(dict.fromkeys(k.model for k in rows))
     # fp32 first: the faithful reference the other precisions are judged against.
     rank = PRECISIONS.index(key.precision) if key.precision in PRECISIONS else len(PRECISIONS)
-    return models.index(key.model), key.dataset, key.batch_size, rank, key
+    engine = ENGINES.index(key.engine) if key.engine in ENGINES else len(ENGINES)
+    return models.index(key.model), key.dataset, key.batch_size, rank, engine, key
 
 
 def _unique(labels: list[str]) -> list[str]:

@@ -27,6 +27,17 @@ def _precisions(names: list[str]) -> str:
     return ", ".join(names) or "none recorded"
 
 
+def engines_table(engines: dict[str, str]) -> Table:
+    """Who can train here: trainspeed's engine always, each Keras backend where it is installed."""
+    table = Table(title="Engines (--engines)", show_header=True, header_style="bold")
+    table.add_column("engine")
+    table.add_column("here")
+    table.add_row("trainspeed", "built in: PyTorch, tuned per device")
+    for engine, state in engines.items():
+        table.add_row(engine, state if state.startswith("installed") else f"[yellow]{state}[/]")
+    return table
+
+
 def devices_table(report: DeviceReport) -> Table:
     table = Table(title="Devices trainspeed can train on", show_header=True, header_style="bold")
     table.add_column("device")
@@ -90,8 +101,10 @@ def results_table(result: RunResult) -> Table:
     show_precision = precisions not in ([], ["fp32"])
     # A sweep's rows are told apart only by the axes it varies, so each gets a column.
     show_batch = "batch_size" in varying_axes([case.key for case in result.cases])
+    show_engine = {case.engine for case in result.cases} not in (set(), {"trainspeed"})
     for name, justify in (("model", "left"), *((("batch", "right"),) if show_batch else ()),
                           *((("precision", "left"),) if show_precision else ()),
+                          *((("engine", "left"),) if show_engine else ()),
                           ("device", "left"), ("first epoch s", "right"),
                           ("steady s/epoch", "right"), ("images/s", "right"), ("MFU", "right"),
                           ("speedup vs CPU", "right"), ("test accuracy", "right")):
@@ -105,7 +118,8 @@ def results_table(result: RunResult) -> Table:
     table.caption = "\n".join(caption)
     for case in result.cases:
         lead = ([case.model] + ([str(case.batch_size)] if show_batch else [])
-                + ([case.precision] if show_precision else []) + [case.device])
+                + ([case.precision] if show_precision else []) + ([case.engine] if show_engine else [])
+                + [case.device])
         if not case.ok:
             table.add_row(*lead, f"[red]{case.status}[/]", f"[red]{escape(case.error or '')}[/]", "", "", "", "")
             continue

@@ -1,12 +1,14 @@
-"""What a lower precision did against fp32: its speed, and whether its accuracy moved beyond sampling noise."""
+"""What a lower precision did against fp32, and trainspeed's engine against the seeds' Keras code:
+the speed, and whether the test accuracy moved beyond sampling noise."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
 from ..cases import Workload
+from ..results import CaseResult
 from ..stats import difference_half_width, speedup
-from .matching import Comparison
+from .matching import Comparison, engine_name
 from .units import capital, load_note, seconds_phrase, times
 
 
@@ -47,29 +49,82 @@ def precision_effects(comparison: Comparison) -> list[PrecisionEffect]:
             sentence = (f"{comparison.who(column)} trains the {key.model} {_faster(ratio)} in {key.precision} than "
                         f"in fp32 ({seconds_phrase(case.steady_epoch_s)} vs {seconds_phrase(base.steady_epoch_s)} "
                         f"per epoch{'; ' + load if load else ''})")
-            points = noise = None
-            if (case.accuracy_meaningful and base.accuracy_meaningful and case.test_accuracy is not None
-                    and base.test_accuracy is not None):
-                points = 100 * (case.test_accuracy - base.test_accuracy)
-                accuracies = f"{case.test_accuracy:.1%} vs {base.test_accuracy:.1%}"
-                if case.test_images and base.test_images:
-                    noise = 100 * difference_half_width(case.test_accuracy, case.test_images,
-                                                        base.test_accuracy, base.test_images)
-                    sample = f"{case.test_images:,} test images"
-                    if abs(points) > noise:
-                        sentence += (f", but its test accuracy moves {points:+.1f} ± {noise:.1f} points from fp32's "
-                                     f"({accuracies}), beyond the sampling noise of {sample}.")
-                    else:
-                        sentence += (f"; its test accuracy stays within the sampling noise of {sample} "
-                                     f"({accuracies}: {points:+.1f} ± {noise:.1f} points).")
-                else:
-                    sentence += (f"; its test accuracy moves {points:+.1f} points from fp32's ({accuracies}), "
-                                 "but the test-set size is not recorded, so noise cannot be ruled out.")
-            else:
-                sentence += "; accuracy is not compared (random data or no test run)."
+            points, noise, clause = accuracy_clause(case, base, "fp32's")
+            sentence += clause
             found.append(PrecisionEffect(key, column, ratio, points, noise, capital(sentence)))
     return found
 
 
 def _faster(ratio: float) -> str:
     return f"{times(ratio)} faster" if ratio >= 1 else f"{times(1 / ratio)} slower"
+
+
+def accuracy_clause(case: CaseResult, base: CaseResult, whose: str) -> tuple[float | None, float | None, str]:
+    """(points, noise, the clause that ends a sentence): `case`'s test accuracy against `base`'s,
+    judged against the sampling noise of their test sets."""
+    if not (case.accuracy_meaningful and base.accuracy_meaningful and case.test_accuracy is not None
+            and base.test_accuracy is not None):
+        return None, None, "; accuracy is not compared (random data or no test run)."
+    points = 100 * (case.test_accuracy - base.test_accuracy)
+    accuracies = f"{case.test_accuracy:.1%} vs {base.test_accuracy:.1%}"
+    if not (case.test_images and base.test_images):
+        return points, None, (f"; its test accuracy moves {points:+.1f} points from {whose} ({accuracies}), "
+                              "but the test-set size is not recorded, so noise cannot be ruled out.")
+    noise = 100 * difference_half_width(case.test_accuracy, case.test_images, base.test_accuracy, base.test_images)
+    sample = f"{case.test_images:,} test images"
+    if abs(points) > noise:
+        return points, noise, (f", but its test accuracy moves {points:+.1f} ± {noise:.1f} points from {whose} "
+                               f"({accuracies}), beyond the sampling noise of {sample}.")
+    return points, noise, (f"; its test accuracy stays within the sampling noise of {sample} "
+                           f"({accuracies}: {points:+.1f} ± {noise:.1f} points).")
+
+
+@dataclass
+class EngineEffect:
+    """trainspeed's engine against one Keras backend, for the same workload on the same device."""
+
+    key: Workload  # trainspeed's case
+    engine: str  # the Keras engine it is set against
+    column: str
+    speedup: float  # > 1: trainspeed's engine is faster
+    accuracy_points: float | None
+    noise_points: float | None
+    fastest_keras: bool  # the fastest Keras backend measured for this workload on this device
+    sentence: str
+
+    @property
+    def costs_accuracy(self) -> bool:
+        return (self.accuracy_points is not None and self.noise_points is not None
+                and abs(self.accuracy_points) > self.noise_points)
+
+
+def engine_effects(comparison: Comparison) -> list[EngineEffect]:
+    """trainspeed's engine against each Keras backend, device by device: speed and test accuracy."""
+    found = []
+    for key, cells in comparison.rows.items():
+        if key.engine != "trainspeed":
+            continue
+        for column, ours in cells.items():
+            if not (ours.ok and ours.steady_epoch_s):
+                continue
+            theirs = {}
+            for engine in comparison.engines():
+                case = comparison.rows.get(replace(key, engine=engine), {}).get(column)
+                # The same case on another engine: the engine is the only thing that differs.
+                if (engine != "trainspeed" and case is not None and case.ok and case.steady_epoch_s
+                        and replace(case.workload, engine="trainspeed") == ours.workload):
+                    theirs[engine] = case
+            if not theirs:
+                continue
+            fastest = min(theirs, key=lambda engine: theirs[engine].steady_epoch_s)
+            for engine, case in theirs.items():
+                ratio = speedup(case.steady_epoch_s, ours.steady_epoch_s)
+                load = load_note([comparison.short(column)] if case.under_load or ours.under_load else [])
+                best = "; the fastest Keras backend here" if engine == fastest and len(theirs) > 1 else ""
+                sentence = (f"trainspeed's engine trains the {key.model} {_faster(ratio)} than {engine_name(engine)} "
+                            f"on {comparison.who(column)} ({seconds_phrase(ours.steady_epoch_s)} vs "
+                            f"{seconds_phrase(case.steady_epoch_s)} per epoch{best}{'; ' + load if load else ''})")
+                points, noise, clause = accuracy_clause(ours, case, f"{engine_name(engine)}'s")
+                found.append(EngineEffect(key, engine, column, ratio, points, noise, engine == fastest,
+                                          capital(sentence + clause)))
+    return found
