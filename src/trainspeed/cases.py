@@ -67,6 +67,12 @@ class CaseKey:
         return ", ".join(parts)
 
 
+def repeat_label(key: CaseKey, repeat: int, repeats: int) -> str:
+    """What a repeat's progress bar says: 'cnn on cpu, batch 32, repeat 2/3'."""
+    label = key.label(("batch_size",) + (("precision",) if key.workload.precision != "fp32" else ()))
+    return label + (f", repeat {repeat}/{repeats}" if repeats > 1 else "")
+
+
 def varying_axes(keys: list[CaseKey]) -> tuple[str, ...]:
     """Which of batch size, precision and engine take more than one value among `keys`."""
     axes = []

@@ -27,11 +27,11 @@ from .fold import fold_case, with_speedups
 from .machine import devices, environment, precision
 from .machine.describe import device_label
 from .machine.peaks import measure_peaks
-from .measure import SAMPLE_IMAGES, copy_to_device, measure_repeat
+from .measure import copy_to_device, measure_repeat
 from .models import check_model
 from .plan import check_plan, load_data, make_config, peaks_key, plan_cases, repeats_to_keep
 from .progress import EpochProgress
-from .results import RESULTS_FILE, DatasetInfo, Failure, Measurement, RunResult, StartupCost
+from .results import RESULTS_FILE, SAMPLE_IMAGES, DatasetInfo, Failure, Measurement, RunResult, StartupCost
 
 
 def dataset_info(data: Dataset) -> DatasetInfo:

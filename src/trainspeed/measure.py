@@ -13,7 +13,7 @@ from typing import Protocol
 import torch
 
 from . import budget, faults, flops
-from .cases import CaseKey
+from .cases import CaseKey, repeat_label
 from .config import RunConfig
 from .data import Dataset
 from .engine import kernels as cpu_kernels
@@ -25,12 +25,9 @@ from .engine.step import DeviceData, EpochSteps
 from .machine import devices, precision, stalls, validity
 from .machine.describe import device_label
 from .models import ModelSpec, create_model
-from .results import EpochRecord, Failure, Measurement, StartupCost
+from .results import SAMPLE_IMAGES, EpochRecord, Failure, Measurement, StartupCost
 from .stats import first_and_steady, largest_fitting, steps_per_epoch
 from .timing import Timer
-
-# Test images whose predictions each case records, for the report's picture of them.
-SAMPLE_IMAGES = 16
 
 
 class Progress(Protocol):
@@ -41,11 +38,6 @@ class Progress(Protocol):
     def update(self, step: int, steps: int, loss: float, accuracy: float) -> None: ...
 
     def message(self, text: str) -> None: ...
-
-
-def repeat_label(key: CaseKey, repeat: int, repeats: int) -> str:
-    label = key.label(("batch_size",) + (("precision",) if key.workload.precision != "fp32" else ()))
-    return label + (f", repeat {repeat}/{repeats}" if repeats > 1 else "")
 
 
 def copy_to_device(data: Dataset, device: torch.device) -> tuple[DeviceData, float]:

@@ -7,6 +7,9 @@ import time
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+# Training steps between progress reports, on every engine: each costs a little host work.
+REPORT_EVERY = 50
+
 
 class EpochProgress:
     """Rich's bars, refreshed by hand from the training loop.

@@ -13,6 +13,8 @@ from .output import write_atomically
 
 # 2: the image shape on every case; repeats hold whole measurements.
 SCHEMA_VERSION = 2
+# Test images whose predictions each case records, for the report's picture of them.
+SAMPLE_IMAGES = 16
 RESULTS_FILE = schema.RESULTS_FILE
 
 

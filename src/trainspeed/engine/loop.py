@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from ..models import ModelSpec
+from ..progress import REPORT_EVERY
 from ..timing import Timer
 from .graph import StepGraph
 from .step import EpochStats, EpochSteps, StepCallback
@@ -19,7 +20,7 @@ def train_epoch(
     batch_size: int,
     generator: torch.Generator,
     on_progress: StepCallback | None = None,
-    report_every: int = 50,
+    report_every: int = REPORT_EVERY,
     max_steps: int | None = None,
     precision: str = "fp32",
     first_step_timer: Timer | None = None,

@@ -12,7 +12,6 @@ import contextlib
 import importlib
 import importlib.util
 import os
-import resource
 import sys
 from dataclasses import dataclass
 
@@ -60,11 +59,6 @@ def process_environment(engine: str, device: str, environ: dict[str, str]) -> di
         environ["CUDA_VISIBLE_DEVICES"] = ""
         environ["JAX_PLATFORMS"] = "cpu"
     return environ
-
-
-def host_peak_bytes() -> int:
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return int(peak if sys.platform == "darwin" else peak * 1024)
 
 
 @dataclass
@@ -161,7 +155,9 @@ class Backend:
     def peak_memory_bytes(self, device: str) -> int | None:
         """The device's peak as the backend counts it; the process's for the CPU."""
         if device == "cpu":
-            return host_peak_bytes()
+            from ..machine.validity import peak_host_memory_bytes
+
+            return peak_host_memory_bytes()
         try:
             if self.name == "tensorflow":
                 import tensorflow as tf

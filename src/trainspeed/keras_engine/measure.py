@@ -10,22 +10,19 @@ weights (Keras's glorot-uniform from the same seed number, not trainspeed's gene
 
 from __future__ import annotations
 
-import time
 from contextlib import AbstractContextManager
 
 import numpy as np
 
-from ..cases import CaseKey
+from ..cases import CaseKey, repeat_label
 from ..config import RunConfig
 from ..machine import validity
-from ..results import EpochRecord, Failure, Measurement, StartupCost
+from ..progress import REPORT_EVERY
+from ..results import SAMPLE_IMAGES, EpochRecord, Failure, Measurement, StartupCost
 from ..stats import first_and_steady, steps_per_epoch
 from ..timing import Timer
 from .backends import Backend, import_backend
 from .seeds import build_seed, seed_arrays
-
-SAMPLE_IMAGES = 16  # as measure.SAMPLE_IMAGES, which this torch-free process cannot import
-REPORT_EVERY = 50  # steps between progress updates, as trainspeed's engine
 
 
 class _Device:
@@ -102,8 +99,7 @@ def measure_keras_repeat(config: RunConfig, key: CaseKey, repeat: int, device: s
         x_train, y_train = seed_arrays(data.train_images, data.train_labels, data.num_classes, work.model)
         x_test, y_test = seed_arrays(data.test_images, data.test_labels, data.num_classes, work.model)
     startup = StartupCost(process_s=startup.process_s, import_s=imported.seconds, data_s=load_s + converted.seconds)
-    label = key.label(("batch_size",) + (("precision",) if work.precision != "fp32" else ()))
-    label += f", repeat {repeat}/{config.repeats}" if config.repeats > 1 else ""
+    label = repeat_label(key, repeat, config.repeats)
     timer = Timer(synchronize=lambda: backend.synchronize(device))
     try:
         with backend.scope(device):
@@ -173,8 +169,3 @@ def _usable_cores() -> int:
     import os
 
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
-def spawned_startup(spawned_at: float) -> StartupCost:
-    """The process's own start: launching Python and importing trainspeed (Keras comes after)."""
-    return StartupCost(process_s=time.time() - spawned_at)
