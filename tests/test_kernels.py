@@ -5,6 +5,7 @@ import json
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from trainspeed.engine import kernels
@@ -298,3 +299,80 @@ def test_timed_calls_take_turns_and_give_medians():
     seconds = kernels.median_seconds({name: kernel(name) for name in costs}, calls=3, clock=clock)
     assert order == ["mkl", "onednn"] * 3
     assert seconds == pytest.approx({"mkl": 2e-3, "onednn": 5e-3})
+
+
+# --- the SGD update fused into the weight-gradient GEMM (engine/updates.py) ----------------------
+
+def _mlp(seed: int = 0) -> nn.Sequential:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(37, 23), nn.ReLU(), nn.Linear(23, 5))
+
+
+def _sgd_steps(network: nn.Module, optimizer: torch.optim.Optimizer, steps: int = 5) -> None:
+    generator = torch.Generator().manual_seed(3)
+    for _ in range(steps):
+        x, target = torch.randn(7, 37, generator=generator), torch.randint(0, 5, (7,), generator=generator)
+        optimizer.zero_grad(set_to_none=True)
+        F.cross_entropy(network(x), target).backward()
+        optimizer.step()
+
+
+def test_a_fused_sgd_update_trains_exactly_as_keras_sgd_does():
+    from trainspeed.engine.updates import UPDATE, fuse_updates
+
+    stock, fused = _mlp(), _mlp()
+    choices = {"linear 37->23 sgd update": "fused"}  # the last layer keeps the optimizer's own update
+    kernels.apply(fused, choices)
+    optimizer = torch.optim.SGD(fused.parameters(), lr=0.05)
+    assert fuse_updates(fused, optimizer, choices) == ["linear 37->23"]
+    _sgd_steps(stock, torch.optim.SGD(stock.parameters(), lr=0.05))
+    _sgd_steps(fused, optimizer)
+    for ours, theirs, initial in zip(fused.parameters(), stock.parameters(), _mlp().parameters(), strict=True):
+        torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6)
+        assert (ours - initial).abs().max() > 1e-4  # every parameter trained
+    # The fused layer's update happened in the backward: it leaves no gradient for the optimizer.
+    assert fused[0].weight.grad is None and fused[0].bias.grad is None and fused[2].weight.grad is not None
+    assert UPDATE == "sgd update"
+
+
+def test_a_gradient_already_there_is_accumulated_the_ordinary_way():
+    from trainspeed.engine.updates import fuse_updates
+
+    network = _mlp()
+    choices = {"linear 37->23 sgd update": "fused"}
+    kernels.apply(network, choices)
+    optimizer = torch.optim.SGD(network.parameters(), lr=0.05)
+    fuse_updates(network, optimizer, choices)
+    before = network[0].weight.detach().clone()
+    x = torch.randn(4, 37)
+    for parameter in network[0].parameters():  # a caller accumulating gradients over several passes
+        parameter.grad = torch.zeros_like(parameter)
+    network(x).sum().backward()
+    reference = _mlp()
+    expected = torch.autograd.grad(reference(x).sum(), reference[0].weight)[0]
+    assert torch.equal(network[0].weight.detach(), before)  # backward did not update: the step will
+    torch.testing.assert_close(network[0].weight.grad, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_only_a_plain_sgd_takes_its_update_into_the_gemm():
+    from trainspeed.engine.updates import fuse_updates, plain_sgd_group
+
+    network = _mlp()
+    kernels.apply(network, {})
+    weight = network[0].weight
+    assert plain_sgd_group(torch.optim.SGD(network.parameters(), lr=0.1), weight) is not None
+    for other in (torch.optim.SGD(network.parameters(), lr=0.1, momentum=0.9),
+                  torch.optim.SGD(network.parameters(), lr=0.1, weight_decay=1e-4),
+                  torch.optim.Adam(network.parameters()), None):
+        assert plain_sgd_group(other, weight) is None
+        assert fuse_updates(network, other, {"linear 37->23 sgd update": "fused"}) == [] if other else True
+
+
+def test_the_trial_offers_the_fused_update_only_with_a_plain_sgd():
+    network = _mlp()
+    with_sgd = kernels.tune(network, 7, optimizer=torch.optim.SGD(network.parameters(), lr=0.01))
+    assert with_sgd.choices["linear 37->23 sgd update"] in ("mkl", "fused")
+    assert any(note.startswith("linear 37->23 sgd update: ") for note in with_sgd.notes)
+    other = _mlp()
+    with_adam = kernels.tune(other, 7, optimizer=torch.optim.Adam(other.parameters()))
+    assert not any("sgd update" in key for key in with_adam.choices)

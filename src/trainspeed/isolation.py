@@ -68,6 +68,8 @@ def measure_in_child(config: RunConfig, key: CaseKey, repeat: int, data: Dataset
         from .keras_engine.counts import counts_for
 
         reason = missing(key.workload.engine)
+        if key.device.partition(":")[0] not in ("cpu", "cuda"):
+            reason = f"the Keras engines train on the CPU or a CUDA GPU here, not on {key.device}"
         if reason:  # said before a process is started for nothing; the run goes on
             return Failure(reason)
         counts = counts_for(key, data.num_classes, device_name)

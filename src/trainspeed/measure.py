@@ -22,6 +22,7 @@ from .engine.evaluate import evaluate, predict
 from .engine.graph import StepGraph
 from .engine.loop import train_epoch
 from .engine.step import DeviceData, EpochSteps
+from .engine.updates import fuse_updates
 from .machine import devices, precision, stalls, validity
 from .machine.describe import device_label
 from .models import ModelSpec, create_model
@@ -94,7 +95,10 @@ def _build(model: str, data: Dataset, device: torch.device, memory_format: torch
     spec.network.to(device)
     if kernels is not None and device.type == "cpu":
         cpu_kernels.apply(spec.network, kernels)
-    return spec, spec.make_optimizer(spec.network.parameters())
+    optimizer = spec.make_optimizer(spec.network.parameters())
+    if kernels is not None and device.type == "cpu":
+        fuse_updates(spec.network, optimizer, kernels)
+    return spec, optimizer
 
 
 def _kernels(key: CaseKey, data: Dataset, device: torch.device,
@@ -106,7 +110,8 @@ def _kernels(key: CaseKey, data: Dataset, device: torch.device,
     if chosen is not None:
         return chosen, ("chosen by the case's first repeat",), None
     probe = create_model(key.workload.model, data.image_shape, data.num_classes)
-    tuning = cpu_kernels.tune(probe.network, key.workload.batch_size)
+    tuning = cpu_kernels.tune(probe.network, key.workload.batch_size,
+                              optimizer=probe.make_optimizer(probe.network.parameters()))
     return tuning.choices, tuple(tuning.notes), tuning.seconds
 
 

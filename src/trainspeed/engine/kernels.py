@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .updates import UPDATE, UPDATE_CANDIDATES, plain_sgd_group, update_in_backward
+
 STOCK = "mkl"
 PRODUCTS = ("forward", "input gradient", "weight gradient")
 
@@ -73,14 +75,16 @@ CANDIDATES: dict[str, dict[str, Callable[..., torch.Tensor]]] = {
     "input gradient": {"mkl": input_gradient_mkl, "onednn": input_gradient_onednn},
     "weight gradient": {"mkl": weight_gradient_mkl, "mkl-nn": weight_gradient_mkl_nn,
                         "mkl-nt": weight_gradient_mkl_nt, "onednn": weight_gradient_onednn},
+    UPDATE: UPDATE_CANDIDATES,  # tried only for layers a plain SGD trains (engine/updates.py)
 }
 
 
 class _TunedLinearFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, weight, bias, forward_kernel, input_kernel, weight_kernel):
+    def forward(ctx, x, weight, bias, forward_kernel, input_kernel, weight_kernel, update_group):
         ctx.save_for_backward(x, weight)
         ctx.kernels = (input_kernel, weight_kernel)
+        ctx.update = (update_group, weight, bias)
         return CANDIDATES["forward"][forward_kernel](x, weight, bias)
 
     @staticmethod
@@ -91,11 +95,15 @@ class _TunedLinearFunction(torch.autograd.Function):
         gx = gw = gb = None
         if ctx.needs_input_grad[0]:  # not for a first layer: its input is data
             gx = CANDIDATES["input gradient"][input_kernel](gy, weight)
+        group, parameter, bias = ctx.update
+        # After the input gradient, which needs the weights as the forward saw them.
+        if group is not None and ctx.needs_input_grad[1] and update_in_backward(group, gy, x, parameter, bias):
+            return gx, None, None, None, None, None, None
         if ctx.needs_input_grad[1]:
             gw = CANDIDATES["weight gradient"][weight_kernel](gy, x)
         if ctx.needs_input_grad[2]:
             gb = gy.sum(0)
-        return gx, gw, gb, None, None, None
+        return gx, gw, gb, None, None, None, None
 
 
 def _tunable(x: torch.Tensor, weight: torch.Tensor) -> bool:
@@ -113,6 +121,7 @@ class TunedLinear(nn.Linear):
     def __init__(self, in_features: int, out_features: int, bias: bool = True, device=None, dtype=None,
                  kernels: dict[str, str] | None = None):
         super().__init__(in_features, out_features, bias, device, dtype)
+        self.update_group: dict | None = None  # an SGD group whose update the backward does (updates.py)
         self.set_kernels(kernels or {})
 
     @classmethod
@@ -130,7 +139,7 @@ class TunedLinear(nn.Linear):
         self.kernels = {product: name if (name := kernels.get(product)) in CANDIDATES[product] else STOCK
                         for product in PRODUCTS}
         # Stock everywhere: F.linear itself, sparing the ~10 us per layer of a Python autograd function.
-        self.stock = all(name == STOCK for name in self.kernels.values())
+        self.stock = all(name == STOCK for name in self.kernels.values()) and self.update_group is None
 
     @property
     def key(self) -> str:
@@ -145,7 +154,8 @@ class TunedLinear(nn.Linear):
         needs_grad = x.requires_grad or self.weight.requires_grad or (self.bias is not None and self.bias.requires_grad)
         if torch.is_grad_enabled() and needs_grad:
             y = _TunedLinearFunction.apply(flat, self.weight, self.bias, forward_kernel,
-                                           self.kernels["input gradient"], self.kernels["weight gradient"])
+                                           self.kernels["input gradient"], self.kernels["weight gradient"],
+                                           self.update_group)
         else:
             y = CANDIDATES["forward"][forward_kernel](flat, self.weight, self.bias)
         return y if x.dim() == 2 else y.reshape(*x.shape[:-1], self.out_features)
@@ -295,11 +305,12 @@ def _operands(layer: TunedLinear, batch_size: int, generator: torch.Generator) -
     x, weight, gy = normal(batch_size, layer.in_features), normal(layer.out_features, layer.in_features), \
         normal(batch_size, layer.out_features)
     bias = normal(layer.out_features) if layer.bias is not None else None  # random: a dropped bias must show
-    return {"forward": (x, weight, bias), "input gradient": (gy, weight), "weight gradient": (gy, x)}
+    return {"forward": (x, weight, bias), "input gradient": (gy, weight), "weight gradient": (gy, x),
+            UPDATE: (gy, x, weight)}
 
 
 def tune(network: nn.Module, batch_size: int, *, budget_s: float = 3.0,
-         clock: Callable[[], float] = time.perf_counter) -> Tuning:
+         clock: Callable[[], float] = time.perf_counter, optimizer: torch.optim.Optimizer | None = None) -> Tuning:
     """Swap every CPU nn.Linear in `network` for a TunedLinear running the kernels measured fastest.
 
     Each distinct layer shape is measured once per product, the biggest first: a product's share
@@ -310,7 +321,9 @@ def tune(network: nn.Module, batch_size: int, *, budget_s: float = 3.0,
     start = clock()
     layers = {layer.key: layer for layer in _swap(network, {})}  # one trial per distinct shape
     by_size = sorted(layers.values(), key=lambda layer: -layer.in_features * layer.out_features)
-    tasks = [(layer.key, product) for layer in by_size for product in PRODUCTS]
+    # With a plain SGD `optimizer`, the update fused into the weight-gradient GEMM is a candidate too.
+    tasks = [(layer.key, product) for layer in by_size for product in PRODUCTS
+             + ((UPDATE,) if plain_sgd_group(optimizer, layer.weight) else ())]
     work = [layers[key].in_features * layers[key].out_features for key, _ in tasks]
     generator = torch.Generator().manual_seed(0)
     choices: dict[str, str] = {}
@@ -323,7 +336,7 @@ def tune(network: nn.Module, batch_size: int, *, budget_s: float = 3.0,
             operands = {key: _operands(layer, batch_size, generator)}  # one layer's operands held at a time
         # Terms summed per output value: in_features for the forward, out_features or the batch for gradients.
         terms = {"forward": layer.in_features, "input gradient": layer.out_features,
-                 "weight gradient": batch_size}[product]
+                 "weight gradient": batch_size, UPDATE: batch_size}[product]
         arguments = operands[key][product] if allowance > 0 else ()
         with torch.no_grad():
             choices[f"{key} {product}"], note = _trial(key, product, arguments, terms, allowance, clock)
