@@ -120,18 +120,17 @@ def test_no_module_is_too_long_to_read(name):
     assert lines <= MAX_LINES, f"{name} has {lines} lines"
 
 
-def test_importing_the_report_does_not_import_torch():
-    code = ("import sys, trainspeed.report.build, trainspeed.report.terminal, trainspeed.cli; "
-            "assert 'torch' not in sys.modules, 'torch imported'")
+def _imports_without_torch(modules: str) -> None:
+    code = f"import sys, {modules}; assert 'torch' not in sys.modules, 'torch imported'"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env={"PYTHONPATH": str(PACKAGE.parent)})
     assert done.returncode == 0, done.stderr
+
+
+def test_importing_the_report_does_not_import_torch():
+    _imports_without_torch("trainspeed.report.build, trainspeed.report.terminal, trainspeed.cli")
 
 
 def test_a_keras_cases_process_does_not_import_torch():
     # Keras on TensorFlow or JAX runs as a Keras user runs it: without torch's libraries and threads.
-    code = ("import sys, trainspeed.isolation, trainspeed.keras_engine.measure, trainspeed.plan; "
-            "assert 'torch' not in sys.modules, 'torch imported'")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env={"PYTHONPATH": str(PACKAGE.parent)})
-    assert done.returncode == 0, done.stderr
+    _imports_without_torch("trainspeed.isolation, trainspeed.keras_engine.measure, trainspeed.plan")

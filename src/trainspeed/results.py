@@ -274,6 +274,9 @@ class RunResult:
         """The trained network of a case (runs with keep_models=True), for trainspeed.predict."""
         key = self.find(model, device, batch_size, precision, engine)
         if key not in self.models:
+            if key.workload.engine != "trainspeed":
+                raise KeyError(f"the {key.label()} model is trained by Keras in a process of its own; only "
+                               "trainspeed's engine keeps its networks")
             raise KeyError(f"the {key.label()} network was not kept: run with keep_models=True")
         return self.models[key]
 

@@ -12,6 +12,10 @@ from .matching import Comparison, engine_name
 from .units import capital, load_note, seconds_phrase, times
 
 
+def beyond_noise(points: float | None, noise: float | None) -> bool:
+    return points is not None and noise is not None and abs(points) > noise
+
+
 @dataclass
 class PrecisionEffect:
     """A lower precision against fp32 for the same model, data, batch size and device."""
@@ -26,8 +30,7 @@ class PrecisionEffect:
     @property
     def costs_accuracy(self) -> bool:
         """The accuracy moved by more than sampling noise explains."""
-        return (self.accuracy_points is not None and self.noise_points is not None
-                and abs(self.accuracy_points) > self.noise_points)
+        return beyond_noise(self.accuracy_points, self.noise_points)
 
 
 def precision_effects(comparison: Comparison) -> list[PrecisionEffect]:
@@ -94,8 +97,8 @@ class EngineEffect:
 
     @property
     def costs_accuracy(self) -> bool:
-        return (self.accuracy_points is not None and self.noise_points is not None
-                and abs(self.accuracy_points) > self.noise_points)
+        """The accuracy moved by more than sampling noise explains."""
+        return beyond_noise(self.accuracy_points, self.noise_points)
 
 
 def engine_effects(comparison: Comparison) -> list[EngineEffect]:
