@@ -73,6 +73,10 @@ def corrupt_archive(tmp_path: Path) -> Path:
 
 BAD_INPUTS = {
     "unknown model": (["--models", "resnet"], "unknown model 'resnet'; choose from: ann, cnn, mlp:N"),
+    "unknown engine": (["--engines", "keras-mxnet"], "unknown engine 'keras-mxnet'; choose from: trainspeed, "
+                       "keras-tensorflow, keras-jax, keras-torch"),
+    "budget with keras": (["--engines", "keras-torch", "--time-budget", "5"],
+                          "--time-budget works with the trainspeed engine only"),
     "unknown device": (["--devices", "tpu"], "unknown device 'tpu'; valid names: cpu, cuda, cuda:N, mps"),
     "unusable cuda": (["--devices", "cuda"], "cannot use 'cuda'"),
     "unknown data set": (["--dataset", "imagenet"], "unknown data set 'imagenet'; choose one of"),
