@@ -44,6 +44,11 @@ class Job:
     counts: dict | None = None  # a Keras case: what trainspeed counts on its own model (keras_engine/counts.py)
 
 
+def engine_of(key: dict | None) -> str:
+    """The engine of a job's case key, as JSON ("trainspeed" for peaks and older keys)."""
+    return key["workload"].get("engine", "trainspeed") if key else "trainspeed"
+
+
 def key_from_dict(data: dict) -> CaseKey:
     work = dict(data["workload"], image_shape=tuple(data["workload"]["image_shape"]))
     return CaseKey(Workload(**work), data["device"])
@@ -105,7 +110,7 @@ def child_environment(device: str) -> tuple[dict[str, str], str]:
 def _spawn(job: Job, progress) -> dict | Failure:
     """The child's answer, or a Failure: the reason it gave, or why it ended without answering."""
     environ, local = child_environment(job.device)
-    engine = job.key["workload"].get("engine", "trainspeed") if job.key else "trainspeed"
+    engine = engine_of(job.key)
     if engine != "trainspeed":
         from .keras_engine.backends import process_environment
 
@@ -214,15 +219,23 @@ def _measure_peaks(job: dict, device) -> dict:
 _START_WAIT_S = 1.0
 
 
+def _process_start(job: dict) -> tuple[float, float]:
+    """(seconds from launch to now, seconds of them this process did not run).
+
+    Launching Python and importing trainspeed (and torch, for its engine): what every fresh process
+    pays first. Before the watch ran, only the CPU time it took tells a stop from work (imports run
+    on one core).
+    """
+    process_s = time.time() - job["spawned_at"]
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return process_s, process_s - (usage.ru_utime + usage.ru_stime)
+
+
 def _measure_repeat(job: dict, device, progress: EventProgress, watch: StallWatch) -> dict:
     from .measure import measure_repeat
     from .plan import load_data
 
-    # Launching Python and importing torch and trainspeed: what every fresh process pays first.
-    process_s = time.time() - job["spawned_at"]
-    # Before the watch ran, only the CPU time it took tells a stop from work (imports run on one core).
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    waited_s = process_s - (usage.ru_utime + usage.ru_stime)
+    process_s, waited_s = _process_start(job)
     config = RunConfig.from_dict(job["config"])
     data, load_s = load_data(config)
     outcome, _ = measure_repeat(config, key_from_dict(job["key"]), job["repeat"], data, device, progress,
@@ -236,13 +249,12 @@ def _measure_keras_repeat(job: dict, progress: EventProgress, watch: StallWatch)
     from .keras_engine.measure import measure_keras_repeat
     from .plan import load_data
 
-    process_s = time.time() - job["spawned_at"]  # launching Python and importing trainspeed, not torch
-    usage = resource.getrusage(resource.RUSAGE_SELF)
+    process_s, waited_s = _process_start(job)
     outcome = measure_keras_repeat(RunConfig.from_dict(job["config"]), key_from_dict(job["key"]), job["repeat"],
                                    job["local_device"], progress, watch=watch,
                                    startup=StartupCost(process_s=process_s), counts=job["counts"],
                                    load_data=load_data)
-    return _answer(outcome, process_s, process_s - (usage.ru_utime + usage.ru_stime))
+    return _answer(outcome, process_s, waited_s)
 
 
 def _answer(outcome: Measurement | Failure, process_s: float, waited_s: float) -> dict:
@@ -263,29 +275,28 @@ def main() -> int:
     progress = EventProgress(events)
     watch = StallWatch().__enter__()  # as early as can be: a stop anywhere spoils what this process measures
     job = json.load(sys.stdin)
-    if job["kind"] == "repeat" and job["key"]["workload"].get("engine", "trainspeed") != "trainspeed":
-        # No torch, and none of trainspeed's process settings: the backend runs as a Keras user runs it.
-        try:
-            answer = _measure_keras_repeat(job, progress, watch)
-        except TrainspeedError as error:
-            answer = {"failure": asdict(Failure(str(error)))}
-        progress.emit(event="result", **answer)
-        return 0
-    import torch
-
-    from .machine import devices
-
     try:
-        devices.configure_process()
-        devices.set_cpu_threads(RunConfig.from_dict(job["config"]).cpu_threads)
-        device = torch.device(job["local_device"])
-        with devices.use(device):
-            answer = (_measure_peaks(job, device) if job["kind"] == "peaks"
-                      else _measure_repeat(job, device, progress, watch))
+        answer = _work(job, progress, watch)
     except TrainspeedError as error:
         answer = {"failure": asdict(Failure(str(error)))}
     progress.emit(event="result", **answer)
     return 0
+
+
+def _work(job: dict, progress: EventProgress, watch: StallWatch) -> dict:
+    if engine_of(job["key"]) != "trainspeed":
+        # No torch, and none of trainspeed's process settings: the backend runs as a Keras user runs it.
+        return _measure_keras_repeat(job, progress, watch)
+    import torch
+
+    from .machine import devices
+
+    devices.configure_process()
+    devices.set_cpu_threads(RunConfig.from_dict(job["config"]).cpu_threads)
+    device = torch.device(job["local_device"])
+    with devices.use(device):
+        return (_measure_peaks(job, device) if job["kind"] == "peaks"
+                else _measure_repeat(job, device, progress, watch))
 
 
 if __name__ == "__main__":

@@ -93,10 +93,9 @@ def _build(model: str, data: Dataset, device: torch.device, memory_format: torch
     torch.manual_seed(seed)
     spec = create_model(model, data.image_shape, data.num_classes, memory_format)
     spec.network.to(device)
-    if kernels is not None and device.type == "cpu":
-        cpu_kernels.apply(spec.network, kernels)
     optimizer = spec.make_optimizer(spec.network.parameters())
     if kernels is not None and device.type == "cpu":
+        cpu_kernels.apply(spec.network, kernels)  # keeps the parameters the optimizer holds
         fuse_updates(spec.network, optimizer, kernels)
     return spec, optimizer
 

@@ -11,6 +11,7 @@ weights (Keras's glorot-uniform from the same seed number, not trainspeed's gene
 from __future__ import annotations
 
 from contextlib import AbstractContextManager
+from dataclasses import replace
 
 import numpy as np
 
@@ -98,7 +99,7 @@ def measure_keras_repeat(config: RunConfig, key: CaseKey, repeat: int, device: s
     with Timer().measure("arrays") as converted:
         x_train, y_train = seed_arrays(data.train_images, data.train_labels, data.num_classes, work.model)
         x_test, y_test = seed_arrays(data.test_images, data.test_labels, data.num_classes, work.model)
-    startup = StartupCost(process_s=startup.process_s, import_s=imported.seconds, data_s=load_s + converted.seconds)
+    startup = replace(startup, import_s=imported.seconds, data_s=load_s + converted.seconds)
     label = repeat_label(key, repeat, config.repeats)
     timer = Timer(synchronize=lambda: backend.synchronize(device))
     try:
@@ -155,9 +156,8 @@ def _train(config: RunConfig, key: CaseKey, repeat: int, backend: Backend, devic
         peak_memory_bytes=backend.peak_memory_bytes(device), peak_host_memory_bytes=validity.peak_host_memory_bytes(),
         other_cpu_load=validity.other_cpu_load(before, after),
         under_load=validity.under_load(_Device(device), before, after), warnings=tuple(warnings),
-        startup=StartupCost(process_s=startup.process_s, import_s=startup.import_s, data_s=startup.data_s,
-                            build_s=built.seconds, first_step_s=timer.records["first step"][0],
-                            steady_step_s=steady_epoch_s / steps),
+        startup=replace(startup, build_s=built.seconds, first_step_s=timer.records["first step"][0],
+                        steady_step_s=steady_epoch_s / steps),
         memory_format="channels_last" if convolutional else None,
         layout_choice="channels_last: Keras's data_format" if convolutional else None,
         device_name=counts.get("device_name", ""), cpu_threads=config.cpu_threads or _usable_cores(),
