@@ -1,7 +1,7 @@
 """The package's shape: data flows one way, no import cycles, no module too large to read.
 
     cli -> execute (plan -> isolation | measure -> fold -> write) -> engine -> models / data / machine
-    report reads results and config only.
+    report reads results and config only; predict reads saved models and picture files.
 """
 
 import ast
@@ -17,10 +17,10 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "trainspeed"
 LEVELS = [
     {"errors", "faults", "timing", "stats", "flops", "cases", "config", "progress", "output", "schema"},
     {"results"},
-    {"machine", "data"},
-    {"models", "losses", "optimizers", "layers"},
-    {"engine", "keras_engine"},
-    {"budget", "measure"},
+    {"machine", "data", "inference", "image_files"},
+    {"models", "losses", "optimizers", "layers", "saved"},
+    {"engine", "keras_engine", "prediction"},
+    {"budget", "measure", "after_training"},
     {"fold", "plan", "resume"},
     {"isolation"},
     {"execute"},

@@ -103,6 +103,11 @@ def test_a_keras_engine_trains_the_seeds_models_for_real(engine, tmp_path):
         assert backends.BACKENDS[engine] in keras_case.engine_versions
         assert any("cpu" in device.lower() for device in keras_case.engine_devices)
         assert keras_case.peak_memory_bytes > 0
+        # Inference by the same rules as trainspeed's engine: predict_on_batch, one image and a batch of 1024.
+        answered = keras_case.inference
+        assert answered.latency_calls >= 20 and 0 < answered.latency_median_s <= answered.latency_p95_s
+        assert answered.batch_size == 1024 and answered.images_per_s > 0 and answered.first_batch_s > 0
+        assert keras_case.model_files == []  # only trainspeed's engine saves networks
     # Written and read back: the engine is part of each case's identity.
     again = RunResult.read(tmp_path / "out")
     engines = ("trainspeed", engine)

@@ -3,11 +3,15 @@
     import trainspeed
     result = trainspeed.run(models=["cnn"], devices=["cpu"], epochs=1, keep_models=True)
     prediction = trainspeed.predict(result.trained("cnn", "cpu"), images)
+
+    # trainspeed run --save-models, then, anywhere:
+    model = trainspeed.load_model("trainspeed-results/models/cnn-cpu-cifar10-b32-fp32.safetensors")
+    trainspeed.predict(model, ["cat.png", "photo.jpg"]).classes
 """
 
 __version__ = "0.3.0"
 
-__all__ = ["__version__", "run", "predict", "RunConfig", "RunResult", "list_models", "list_datasets"]
+__all__ = ["__version__", "run", "predict", "load_model", "RunConfig", "RunResult", "list_models", "list_datasets"]
 
 
 def __getattr__(name: str):
@@ -16,8 +20,11 @@ def __getattr__(name: str):
         from .execute import run
         return run
     if name == "predict":
-        from .engine.evaluate import predict
+        from .prediction import predict
         return predict
+    if name == "load_model":
+        from .saved import load_model
+        return load_model
     if name == "RunConfig":
         from .config import RunConfig
         return RunConfig

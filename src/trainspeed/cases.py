@@ -67,6 +67,19 @@ class CaseKey:
         return ", ".join(parts)
 
 
+def file_stem(key: CaseKey, repeat: int, repeats: int) -> str:
+    """A file name for what a repeat of `key` leaves behind: 'cnn-cpu-cifar10-b32-fp32', '-r2' for a
+    second repeat; every part of the identity that varies within a run is in it."""
+    work = key.workload
+    parts = [work.model.replace(":", ""), key.device.replace(":", ""), work.dataset, f"b{work.batch_size}",
+             work.precision]
+    if work.engine != "trainspeed":
+        parts.append(work.engine)
+    if repeats > 1:
+        parts.append(f"r{repeat}")
+    return "-".join(parts)
+
+
 def repeat_label(key: CaseKey, repeat: int, repeats: int) -> str:
     """What a repeat's progress bar says: 'cnn on cpu, batch 32, repeat 2/3'."""
     label = key.label(("batch_size",) + (("precision",) if key.workload.precision != "fp32" else ()))

@@ -74,12 +74,22 @@ def build_parser() -> argparse.ArgumentParser:
                      help="per case: past it, time steady steps only and project the epoch time")
     run.add_argument("--find-max-batch", action="store_true",
                      help="after running out of memory, find the largest batch size that fits")
+    run.add_argument("--no-inference", dest="inference", action="store_false",
+                     help="skip timing the trained network answering one image and a batch of 1024 (~1 s a case)")
+    run.add_argument("--save-models", action="store_true",
+                     help="save each trained network to OUT/models/ for trainspeed predict (safetensors)")
     run.add_argument("--in-process", dest="isolate", action="store_false",
                      help="run cases in this process instead of one child process each (no crash isolation)")
     run.add_argument("--resume", type=Path, default=None, metavar="DIR",
                      help="finish an interrupted run in DIR with its own settings (other flags are ignored)")
     run.add_argument("--out", default="trainspeed-results",
                      help="folder for results.json and the report (default: %(default)s)")
+
+    predict = commands.add_parser("predict", help="classify your own pictures with a saved model")
+    predict.add_argument("model", type=Path, help="a .safetensors file from trainspeed run --save-models")
+    predict.add_argument("images", type=Path, nargs="+", help="PNG or JPEG files, any size or mode")
+    predict.add_argument("--top", type=int, default=3, help="how many classes to show per image (default: 3)")
+    predict.add_argument("--json", action="store_true", help="print JSON for machines instead of a table")
 
     report = commands.add_parser("report", help="rebuild the report (Markdown, HTML, charts) from a results file")
     report.add_argument("results", type=Path, help="a results.json written by trainspeed run")
@@ -115,7 +125,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         precisions=args.precisions, engines=args.engines, cuda_graphs=args.cuda_graphs,
         limit=args.limit, seed=args.seed, cpu_threads=args.cpu_threads, repeats=args.repeats,
         time_budget_s=args.time_budget_s, find_max_batch=args.find_max_batch, isolate=args.isolate,
-        synthetic_shape=args.synthetic_shape, out=args.out,
+        synthetic_shape=args.synthetic_shape, out=args.out, inference=args.inference, save_models=args.save_models,
     )
     if args.resume:
         args.out = str(args.resume)
@@ -159,9 +169,10 @@ def _write_report(comparison, out: Path) -> list[Path]:
 
 
 def _print_report(comparison, written: list[Path], console: Console) -> None:
+    from .report.answering import inference_headlines
     from .report.comparison import engine_effects, headlines, precision_effects
 
-    for sentence in headlines(comparison):
+    for sentence in headlines(comparison) + inference_headlines(comparison):
         console.print(f"[bold]{sentence}[/]")
     for effect in [*engine_effects(comparison), *precision_effects(comparison)]:
         console.print(f"[yellow]{effect.sentence}[/]" if effect.costs_accuracy else f"[bold]{effect.sentence}[/]")
@@ -195,7 +206,23 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-COMMANDS = {"devices": cmd_devices, "run": cmd_run, "report": cmd_report, "compare": cmd_compare}
+def cmd_predict(args: argparse.Namespace, console: Console) -> int:
+    from .errors import ConfigError
+    from .prediction import predict_files
+    from .report.terminal import prediction_table
+
+    if args.top < 1:
+        raise ConfigError(f"--top must be at least 1, got {args.top}")
+    answers = predict_files(args.model, args.images, args.top)
+    if args.json:
+        print(answers.to_json())
+    else:
+        console.print(prediction_table(answers))
+    return 0
+
+
+COMMANDS = {"devices": cmd_devices, "run": cmd_run, "predict": cmd_predict, "report": cmd_report,
+            "compare": cmd_compare}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -48,6 +48,11 @@ class RunConfig:
     isolate: bool = True
     # On CUDA, replay each training step from a recorded CUDA graph (see engine/graph.py).
     cuda_graphs: bool = True
+    # After training, time the network answering one image and a large batch (inference.py): about a
+    # second per case.
+    inference: bool = True
+    # Write each trained network to <out>/models/ (saved.py), for trainspeed predict and load_model.
+    save_models: bool = False
 
     @classmethod
     def from_dict(cls, data: dict) -> RunConfig:
@@ -89,5 +94,7 @@ class RunConfig:
                 raise ConfigError(f"unknown engine {name!r}; choose from: {', '.join(ENGINES)}")
         if len(set(self.engines)) < len(self.engines):
             raise ConfigError(f"an engine is named twice in {','.join(self.engines)}")
+        if self.save_models and not self.out:
+            raise ConfigError("--save-models writes into the run's folder: give one with --out")
         if len(self.synthetic_shape) != 3 or min(self.synthetic_shape) < 1:
             raise ConfigError(f"synthetic shape must be three positive sizes HxWxC, got {self.synthetic_shape}")

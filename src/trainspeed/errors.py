@@ -31,3 +31,15 @@ class DownloadError(DataError):
 
 class ResultsError(TrainspeedError):
     """A results file that cannot be read or written."""
+
+
+class ModelFileError(TrainspeedError):
+    """A saved model file that is missing, damaged, or not one trainspeed wrote."""
+
+
+class ImageFileError(TrainspeedError):
+    """An image file that cannot be read as a picture."""
+
+
+class ImageShapeError(TrainspeedError, ValueError):
+    """Images of another shape than the model was built for."""

@@ -21,7 +21,7 @@ _FROM_FIRST_REPEAT = ("device_name", "params", "steps_per_epoch", "cpu_threads",
                       "peak_host_memory_bytes", "confusion_matrix", "sample_predictions", "projected",
                       "measured_steps", "other_cpu_load", "flops_per_step", "bytes_per_step", "startup",
                       "cuda_graph", "memory_format", "layout_choice", "kernels", "kernel_choice", "engine_versions",
-                      "engine_devices")
+                      "engine_devices", "inference")
 
 
 def _identity(key: CaseKey, accuracy_meaningful: bool, epochs: int) -> dict:
@@ -55,7 +55,8 @@ def fold_case(key: CaseKey, repeats: Sequence[Measurement], *, repeats_wanted: i
     first = repeats[0]
     measured = {name: getattr(first, name) for name in _FROM_FIRST_REPEAT}
     measured.update(history=list(first.history), kernel_choice=list(first.kernel_choice),
-                    engine_devices=list(first.engine_devices))
+                    engine_devices=list(first.engine_devices),
+                    model_files=[r.model_file for r in repeats if r.model_file])
     figures = _timing(first.epoch_s, [r.steady_epoch_s for r in repeats],
                       [r.first_epoch_s for r in repeats], key.workload.train_images)
     roofline = _roofline(first, key, figures["steady_epoch_s"], peaks)

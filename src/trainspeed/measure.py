@@ -13,6 +13,7 @@ from typing import Protocol
 import torch
 
 from . import budget, faults, flops
+from .after_training import after_training
 from .cases import CaseKey, repeat_label
 from .config import RunConfig
 from .data import Dataset
@@ -50,11 +51,6 @@ def copy_to_device(data: Dataset, device: torch.device) -> tuple[DeviceData, flo
     return on_device, measured.seconds
 
 
-def is_out_of_memory(error: BaseException) -> bool:
-    return isinstance(error, torch.OutOfMemoryError) or (
-        isinstance(error, RuntimeError) and "can't allocate memory" in str(error))
-
-
 def measure_repeat(config: RunConfig, key: CaseKey, repeat: int, data: Dataset, device: torch.device,
                    progress: Progress, *, on_device: DeviceData | None = None,
                    startup: StartupCost | None = None,
@@ -83,7 +79,7 @@ def measure_repeat(config: RunConfig, key: CaseKey, repeat: int, data: Dataset, 
                                            layout_chosen, kernels)
             return replace(measurement, stalled_s=round(watching.stalled_s, 3)), spec
         except Exception as error:
-            if not is_out_of_memory(error):
+            if not devices.is_out_of_memory(error):
                 raise
             return _out_of_memory(config, key, data, device, error, progress, label), None
 
@@ -221,6 +217,10 @@ def _train(config: RunConfig, key: CaseKey, repeat: int, data: Dataset, on_devic
     with timer.measure("eval") as evaluated:
         test = evaluate(spec, on_device.test_images, on_device.test_labels, batch, mode)
     spec.class_names = data.class_names
+    # Read before the network answers: its large batches must not count in training's memory peak.
+    left_behind = _after(device, spec, before, utilization, graph)
+    answering, model_file = after_training(config, key, repeat, spec, on_device.test_images, device,
+                                           common["device_name"], test.accuracy, progress)
     epoch_s = tuple(timer.records["epoch"])
     first_epoch_s, steady_epoch_s = first_and_steady(epoch_s)
     return Measurement(
@@ -228,10 +228,10 @@ def _train(config: RunConfig, key: CaseKey, repeat: int, data: Dataset, on_devic
         history=tuple(history), train_loss=stats.loss, train_accuracy=stats.accuracy, test_loss=test.loss,
         test_accuracy=test.accuracy, eval_s=evaluated.seconds, confusion_matrix=test.confusion,
         sample_predictions=predict(spec, on_device.test_images[:SAMPLE_IMAGES]).indices.tolist(),
-        warmup_steps=warmup_steps,
+        warmup_steps=warmup_steps, inference=answering, model_file=model_file,
         startup=replace(startup, build_s=built.seconds, graph_record_s=record_s,
                         first_step_s=timer.records["first step"][0], steady_step_s=steady_epoch_s / steps),
-        **_after(device, spec, before, utilization, graph)), spec
+        **left_behind), spec
 
 
 def _recorded(spec: ModelSpec, optimizer: torch.optim.Optimizer, on_device: DeviceData, batch: int, mode: str,
@@ -288,7 +288,7 @@ def find_max_batch(model: str, data: Dataset, device: torch.device, below: int, 
             devices.synchronize(device)
             return True
         except Exception as error:
-            if not is_out_of_memory(error):
+            if not devices.is_out_of_memory(error):
                 raise
             return False
         finally:

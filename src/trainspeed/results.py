@@ -57,6 +57,26 @@ class StartupCost:
 
 
 @dataclass(frozen=True)
+class InferenceFigures:
+    """The trained network answering, after training: one image at a time, and a large batch.
+
+    In the case's precision, dropout off, from uint8 pixels on the device to class probabilities;
+    every call timed with the device synchronized. The first call of each size is start-up (a new
+    shape: kernel selection, allocations) and is kept apart from the figures.
+    """
+
+    latency_median_s: float  # one image
+    latency_p95_s: float
+    latency_calls: int  # timed one-image calls the median and p95 rest on
+    first_latency_s: float | None = None  # the first one-image call
+    batch_size: int | None = None  # the large batch (smaller than asked where memory did not allow it)
+    images_per_s: float | None = None  # at that batch
+    batch_calls: int = 0
+    first_batch_s: float | None = None  # the first large-batch call
+    note: str | None = None  # why the batch is smaller than asked, or why there is no batch figure
+
+
+@dataclass(frozen=True)
 class Measurement:
     """One repeat of a case, as measured: built once by the measuring code and never changed.
 
@@ -101,6 +121,8 @@ class Measurement:
     # A Keras engine: the packages' versions, and the backend's own list of the devices it sees.
     engine_versions: dict[str, str] | None = None
     engine_devices: tuple[str, ...] = ()
+    inference: InferenceFigures | None = None  # after training (engine/inference.py); None: not asked for
+    model_file: str | None = None  # the trained network saved (saved.py), relative to the run's folder
 
 
 @dataclass(frozen=True)
@@ -180,6 +202,8 @@ class CaseResult:
     kernel_choice: list[str] = field(default_factory=list)
     engine_versions: dict[str, str] | None = None  # a Keras engine's packages, and its backend's devices
     engine_devices: list[str] = field(default_factory=list)
+    inference: InferenceFigures | None = None  # of the first repeat: the trained network answering
+    model_files: list[str] = field(default_factory=list)  # each repeat's saved network (--save-models)
     # Seconds the measuring process was stopped or starved during timed work (machine/stalls.py).
     stalled_s: float | None = None
     # Which of the run's sessions measured it (RunResult.sessions): the machine and software it ran on.
@@ -304,13 +328,8 @@ class RunResult:
         if version > SCHEMA_VERSION:
             raise ResultsError(f"{source} has schema {version}, newer than this trainspeed reads "
                                f"({SCHEMA_VERSION}); upgrade trainspeed")
-        result = schema.validated(cls, _upgraded(data), source)
-        for index, case in enumerate(result.cases):
-            if case.status not in schema.STATUSES:
-                raise ResultsError(f"{source}: cases[{index}].status is {case.status!r}, not one of "
-                                   f"{', '.join(schema.STATUSES)}")
-            if case.ok and not case.steady_epoch_s:
-                raise ResultsError(f"{source}: cases[{index}] is ok but has no steady_epoch_s")
+        result = schema.validated(cls, schema.upgraded(data), source)
+        schema.check_statuses(result.cases, source)
         return result
 
     @classmethod
@@ -318,17 +337,6 @@ class RunResult:
         """A results file, or the results.json in a folder; one-line errors for anything else."""
         data, found = schema.load(path)
         return cls.from_dict(data, str(found))
-
-
-def _upgraded(data: dict[str, Any]) -> dict[str, Any]:
-    """Schema 1 kept the image shape only with the data set; every case of a run shares it."""
-    dataset = data.get("dataset")
-    cases = data.get("cases")
-    if data["schema_version"] >= 2 or not isinstance(dataset, dict) or not isinstance(cases, list):
-        return data
-    shape = dataset.get("image_shape", [])
-    return {**data, "cases": [{"image_shape": shape, **case} if isinstance(case, dict) else case
-                              for case in cases]}
 
 
 def _plain(value: Any) -> Any:

@@ -127,3 +127,23 @@ def load(path: Path) -> tuple[dict, Path]:
     if not isinstance(data, dict) or "schema_version" not in data or "cases" not in data:
         raise ResultsError(f"{path} is not a trainspeed results file")
     return data, path
+
+
+def upgraded(data: dict[str, Any]) -> dict[str, Any]:
+    """Schema 1 kept the image shape only with the data set; every case of a run shares it."""
+    dataset = data.get("dataset")
+    cases = data.get("cases")
+    if data["schema_version"] >= 2 or not isinstance(dataset, dict) or not isinstance(cases, list):
+        return data
+    shape = dataset.get("image_shape", [])
+    return {**data, "cases": [{"image_shape": shape, **case} if isinstance(case, dict) else case
+                              for case in cases]}
+
+
+def check_statuses(cases: list, source: str) -> None:
+    """Every case has a known status, and an ok one has its time."""
+    for index, case in enumerate(cases):
+        if case.status not in STATUSES:
+            raise ResultsError(f"{source}: cases[{index}].status is {case.status!r}, not one of {', '.join(STATUSES)}")
+        if case.ok and not case.steady_epoch_s:
+            raise ResultsError(f"{source}: cases[{index}] is ok but has no steady_epoch_s")

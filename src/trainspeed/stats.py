@@ -64,6 +64,20 @@ def spread(values: Sequence[float]) -> Spread:
     return Spread(float(statistics.median(values)), float(min(values)), float(max(values)), cv, len(values))
 
 
+def percentile(values: Sequence[float], fraction: float) -> float:
+    """The value below which `fraction` of `values` lie, interpolated between the two nearest ranks
+    (NumPy's default, 'linear'): percentile(x, 0.5) is the median, percentile(x, 0.95) the p95."""
+    if not values:
+        raise ValueError("no values to summarize")
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"a fraction must be from 0 to 1, got {fraction}")
+    ordered = sorted(values)
+    position = fraction * (len(ordered) - 1)
+    below = math.floor(position)
+    above = min(below + 1, len(ordered) - 1)
+    return float(ordered[below] + (ordered[above] - ordered[below]) * (position - below))
+
+
 def projected_epoch_s(step_seconds: Sequence[float], images: int, batch_size: int) -> float:
     """An epoch's time from timed steady steps: the median step, scaled to the epoch's images.
 

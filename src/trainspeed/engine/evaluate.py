@@ -8,6 +8,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from ..errors import ImageShapeError
 from ..models import ModelSpec
 from .step import as_input, forward
 
@@ -42,7 +43,8 @@ class Prediction:
 
     classes: list[str]
     indices: np.ndarray
-    probabilities: np.ndarray
+    probabilities: np.ndarray  # softmax outputs sum to 1 per image; the ann's sigmoid outputs need not
+    class_names: tuple[str, ...] = ()  # every class, in the order of the probabilities' columns
 
 
 def _as_nchw(images, channels: int) -> torch.Tensor:
@@ -50,7 +52,7 @@ def _as_nchw(images, channels: int) -> torch.Tensor:
     if tensor.ndim == 3:  # one image
         tensor = tensor.unsqueeze(0)
     if tensor.ndim != 4:
-        raise ValueError(f"expected images as (N, C, H, W) or (N, H, W, C), got shape {tuple(tensor.shape)}")
+        raise ImageShapeError(f"expected images as (N, C, H, W) or (N, H, W, C), got shape {tuple(tensor.shape)}")
     if tensor.shape[1] != channels and tensor.shape[-1] == channels:
         tensor = tensor.permute(0, 3, 1, 2)  # Keras's channels-last layout
     return tensor
@@ -64,8 +66,9 @@ def predict(spec: ModelSpec, images, batch_size: int = 256) -> Prediction:
     device = next(network.parameters()).device
     tensor = _as_nchw(images, spec.image_shape[0])
     if tuple(tensor.shape[1:]) != tuple(spec.image_shape):
-        raise ValueError(
-            f"the {spec.name} was built for images of shape {spec.image_shape}, got {tuple(tensor.shape[1:])}")
+        raise ImageShapeError(
+            f"the {spec.name} was built for images of shape {spec.image_shape}, got {tuple(tensor.shape[1:])}; "
+            "give images of that shape, or picture files (trainspeed.predict resizes those)")
     outputs = []
     for start in range(0, len(tensor), batch_size):
         batch = tensor[start:start + batch_size].to(device)
@@ -75,4 +78,4 @@ def predict(spec: ModelSpec, images, batch_size: int = 256) -> Prediction:
     probabilities = torch.cat(outputs).numpy()
     indices = probabilities.argmax(-1)
     names = spec.class_names or tuple(str(i) for i in range(probabilities.shape[-1]))
-    return Prediction([names[i] for i in indices], indices, probabilities)
+    return Prediction([names[i] for i in indices], indices, probabilities, tuple(names))

@@ -15,6 +15,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from .. import inference
 from ..cases import CaseKey, repeat_label
 from ..config import RunConfig
 from ..machine import validity
@@ -134,6 +135,11 @@ def _train(config: RunConfig, key: CaseKey, repeat: int, backend: Backend, devic
         scores = model.evaluate(x_test, y_test, batch_size=work.batch_size, verbose=0, return_dict=True)
     probabilities = np.asarray(model.predict(x_test, batch_size=work.batch_size, verbose=0))
     after = validity.Snapshot.take()
+    # Read before the network answers: its large batches must not count in training's memory peak.
+    peak_memory_bytes = backend.peak_memory_bytes(device)
+    answering = _inference(model, x_test, timer, backend) if config.inference and len(x_test) else None
+    if answering is not None:
+        progress.message(f"{key.label()}: {inference.describe(answering)}")
     predicted = probabilities.argmax(-1)
     classes = data.num_classes
     confusion = np.bincount(data.test_labels.astype(np.int64) * classes + predicted, minlength=classes * classes)
@@ -153,7 +159,8 @@ def _train(config: RunConfig, key: CaseKey, repeat: int, backend: Backend, devic
         confusion_matrix=confusion.reshape(classes, classes).tolist(),
         sample_predictions=predicted[:SAMPLE_IMAGES].tolist(), steps_per_epoch=steps, params=model.count_params(),
         flops_per_step=counts.get("flops_per_step"), bytes_per_step=counts.get("bytes_per_step"),
-        peak_memory_bytes=backend.peak_memory_bytes(device), peak_host_memory_bytes=validity.peak_host_memory_bytes(),
+        peak_memory_bytes=peak_memory_bytes, peak_host_memory_bytes=validity.peak_host_memory_bytes(),
+        inference=answering,
         other_cpu_load=validity.other_cpu_load(before, after),
         under_load=validity.under_load(_Device(device), before, after), warnings=tuple(warnings),
         startup=replace(startup, build_s=built.seconds, first_step_s=timer.records["first step"][0],
@@ -163,6 +170,19 @@ def _train(config: RunConfig, key: CaseKey, repeat: int, backend: Backend, devic
         device_name=counts.get("device_name", ""), cpu_threads=config.cpu_threads or _usable_cores(),
         stalled_s=round(watch.stalled_s, 3) if watch is not None else None,
         engine_versions=backend.versions(), engine_devices=tuple(backend.devices()))
+
+
+def _inference(model, x_test: np.ndarray, timer: Timer, backend: Backend):
+    """The trained Keras model answering, by inference.py's rules: `predict_on_batch`, the call a Keras
+    user makes for a few images, from the seeds' scaled float arrays."""
+    count = min(len(x_test), inference.LATENCY_CALLS + 1)
+
+    def batch_answerer(size: int):
+        stacked = x_test[np.arange(size) % len(x_test)]
+        return lambda: model.predict_on_batch(stacked)
+
+    return inference.measure(timer, lambda n: model.predict_on_batch(x_test[n % count:n % count + 1]),
+                             batch_answerer, backend.out_of_memory)
 
 
 def _usable_cores() -> int:

@@ -256,6 +256,12 @@ def total_memory_bytes(device: torch.device) -> int | None:
         return None
 
 
+def is_out_of_memory(error: BaseException) -> bool:
+    """A device's (CUDA's own error) or the host's (the CPU allocator's message) running out of memory."""
+    return isinstance(error, torch.OutOfMemoryError) or (
+        isinstance(error, RuntimeError) and "can't allocate memory" in str(error))
+
+
 def empty_cache(device: torch.device) -> None:
     """Give cached blocks back after an out-of-memory error, so what follows starts clean."""
     if device.type == "cuda":

@@ -9,6 +9,7 @@ from ..cases import CaseKey, Workload, varying_axes
 from ..output import prepare_folder, write_atomically, write_error
 from ..results import CaseResult
 from . import charts
+from .answering import INFERENCE_EXPLAINED, inference_headlines, inference_table
 from .comparison import Comparison, crossovers, engine_effects, headlines, pivots, precision_effects
 from .document import Block, Bullets, Heading, Image, Paragraph, Table, to_html, to_markdown
 from .settings import machine_lines, run_settings, settings_table
@@ -203,7 +204,7 @@ def build_blocks(comparison: Comparison, out_dir: Path) -> list[Block]:
     data = first_result.dataset
     title = "trainspeed report" if comparison.single_machine else "trainspeed comparison"
     blocks: list[Block] = [Heading(title, 1)]
-    blocks += [Paragraph(sentence, "headline") for sentence in headlines(comparison)]
+    blocks += [Paragraph(sentence, "headline") for sentence in headlines(comparison) + inference_headlines(comparison)]
     # What a lower precision buys and costs belongs with the headline, not below the tables.
     blocks += [Paragraph(effect.sentence, "warning" if effect.costs_accuracy else "headline")
                for effect in [*engine_effects(comparison), *precision_effects(comparison)]]
@@ -236,6 +237,9 @@ def build_blocks(comparison: Comparison, out_dir: Path) -> list[Block]:
     startup = _startup_table(comparison)
     if startup:
         blocks += [Heading("Start-up cost", 3), startup, Paragraph(STARTUP_EXPLAINED)]
+    answering = inference_table(comparison, _lead, _lead_headers(comparison))
+    if answering:
+        blocks += [Heading("After training: inference", 3), answering, Paragraph(INFERENCE_EXPLAINED)]
     measured = _measured(comparison)
     every_case = [case for _, _, case in measured]
     if any(case.noisy for case in every_case):

@@ -9,11 +9,12 @@ from rich.table import Table
 
 from ..cases import varying_axes
 from ..results import CaseResult, RunResult
-from .units import LOAD_ADVICE, seconds_cell
+from .units import LOAD_ADVICE, milliseconds, rate_text, seconds_cell
 
 if TYPE_CHECKING:
-    # Only the type: the report reads what was recorded and must not import torch to do so.
+    # Only the types: the report reads what was recorded and must not import torch to do so.
     from ..machine.describe import DeviceReport
+    from ..prediction import Answers
 
 NOISE_ADVICE = ("its steady epoch times vary by more than 5%, so smaller differences are not results; "
                 "close other programs and rerun with --repeats 5")
@@ -107,7 +108,9 @@ def results_table(result: RunResult) -> Table:
                           *((("engine", "left"),) if show_engine else ()),
                           ("device", "left"), ("first epoch s", "right"),
                           ("steady s/epoch", "right"), ("images/s", "right"), ("MFU", "right"),
-                          ("speedup vs CPU", "right"), ("test accuracy", "right")):
+                          ("speedup vs CPU", "right"), ("test accuracy", "right"),
+                          *((("1 image ms", "right"), (f"infer images/s{batch}", "right"))
+                            if (batch := _inference_batch(result.cases)) is not None else ())):
         table.add_column(name, justify=justify)
     names = {case.device: case.device_name for case in result.cases if case.device_name}
     caption = [f"{device}: {name}" for device, name in names.items()]
@@ -121,7 +124,8 @@ def results_table(result: RunResult) -> Table:
                 + ([case.precision] if show_precision else []) + ([case.engine] if show_engine else [])
                 + [case.device])
         if not case.ok:
-            table.add_row(*lead, f"[red]{case.status}[/]", f"[red]{escape(case.error or '')}[/]", "", "", "", "")
+            table.add_row(*lead, f"[red]{case.status}[/]", f"[red]{escape(case.error or '')}[/]",
+                          *[""] * (len(table.columns) - len(lead) - 2))
             continue
         first = seconds_cell(case.first_epoch_s)
         if case.warmup_steps:
@@ -132,7 +136,51 @@ def results_table(result: RunResult) -> Table:
             f"{case.mfu:.0%}" if case.mfu is not None else "-",
             f"{case.speedup_vs_cpu:.1f}x" if case.speedup_vs_cpu else "-",
             _accuracy(case),
+            *(_inference_cells(case, bool(batch)) if batch is not None else ()),
         )
+    return table
+
+
+def _inference_batch(cases: list[CaseResult]) -> str | None:
+    """The inference columns' batch note (' at 1024'), or None when no case timed inference."""
+    sizes = {case.inference.batch_size for case in cases if case.inference and case.inference.batch_size}
+    if not any(case.inference for case in cases):
+        return None
+    return f" at {sizes.pop()}" if len(sizes) == 1 else ""
+
+
+def _inference_cells(case: CaseResult, batch_named: bool) -> tuple[str, str]:
+    figures = case.inference
+    if figures is None:
+        return "-", "-"
+    rate = rate_text(figures.images_per_s)
+    if figures.images_per_s and not batch_named:
+        rate += f" (batch {figures.batch_size})"
+    return milliseconds(figures.latency_median_s), rate
+
+
+def prediction_table(answers: Answers) -> Table:
+    """`trainspeed predict`: each picture, what was done to it, and the model's top classes."""
+    info = answers.model.info
+    case = info.case
+    shape = "x".join(str(size) for size in (info.input_shape[1], info.input_shape[2], info.input_shape[0]))
+    trained = (f", trained on {case.get('dataset')} on {case.get('device_name') or case.get('device')}"
+               if case else "")
+    accuracy = f", test accuracy {case['test_accuracy']:.1%}" if isinstance(case.get("test_accuracy"), float) else ""
+    table = Table(title=f"{escape(str(answers.model.path))}: a {info.architecture} for {shape} images"
+                        f"{escape(trained)}{accuracy}", header_style="bold")
+    table.add_column("image")
+    table.add_column("prediction (probability)")
+    table.add_column("as the model saw it")
+    for answer in answers.answers:
+        picture = answer.picture
+        guesses = "\n".join(f"{escape(g.label)} {g.probability:.1%}" for g in answer.guesses)
+        size = f"{picture.original_size[0]}x{picture.original_size[1]} {picture.original_mode}"
+        table.add_row(escape(str(picture.path)), guesses,
+                      escape("; ".join((size, *picture.changes)) if picture.changes else f"{size}, as it is"))
+    if info.output_activation == "sigmoid":
+        table.caption = ("the ann ends in a sigmoid, as its seed does: each class's probability stands alone, "
+                         "so they need not add up to 100%")
     return table
 
 

@@ -17,6 +17,18 @@ def seconds_phrase(value: float) -> str:
     return f"{value:.2f} s" if value < 10 else f"{value:.1f} s"
 
 
+def milliseconds(seconds: float | None) -> str:
+    """A short duration in milliseconds with about three figures: "0.213 ms", "1.31 ms", "41.2 ms"."""
+    if seconds is None:
+        return "-"
+    value = seconds * 1e3
+    return f"{value:.3f} ms" if value < 1 else f"{value:.2f} ms" if value < 10 else f"{value:.1f} ms"
+
+
+def rate_text(images_per_s: float | None) -> str:
+    return f"{images_per_s:,.0f}" if images_per_s else "-"
+
+
 def bytes_text(value: int | None) -> str:
     if not value:
         return "-"
