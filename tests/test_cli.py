@@ -41,6 +41,7 @@ def test_run_writes_valid_results_json(tmp_path):
                       "--out", "out", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "steady" in done.stdout and "mlp:3" in done.stdout and "Traceback" not in done.stderr
+    assert "after training: the network answering" in done.stdout and "answers one image of the mlp:3" in done.stdout
     data = json.loads((tmp_path / "out" / "results.json").read_text())
     assert data["schema_version"] == 2 and data["config"]["batch_sizes"] == [16]
     assert data["dataset"]["name"] == "synthetic" and data["dataset"]["accuracy_meaningful"] is False
@@ -57,6 +58,8 @@ def test_run_writes_valid_results_json(tmp_path):
         assert len(confusion) == 10 and sum(map(sum, confusion)) == 10_000
         assert sum(confusion[i][i] for i in range(10)) / 10_000 == pytest.approx(case["test_accuracy"])
         assert len(case["sample_predictions"]) == 16 and all(0 <= p < 10 for p in case["sample_predictions"])
+        answered = case["inference"]
+        assert 0 < answered["latency_median_s"] <= answered["latency_p95_s"] and answered["images_per_s"] > 0
     assert len(data["dataset"]["sample_labels"]) == 16 and data["dataset"]["sample_images_b64"]
     # A second run keeps the first one's results beside its own.
     assert trainspeed("run", "--dataset", "synthetic", "--limit", "32", "--models", "mlp:1", "--devices", "cpu",
@@ -126,6 +129,24 @@ def test_bad_input_gives_one_line_and_no_traceback(tmp_path, case, closed_port_u
     assert len(lines) == 1 and lines[0].startswith("trainspeed: error: "), done.stderr
     assert message in lines[0]
     assert (tmp_path / "afile").read_text() == "mine" and not (tmp_path / "out" / "results.json").exists()
+
+
+def test_models_saved_by_a_run_in_child_processes_predict_from_the_command_line(tmp_path):
+    from PIL import Image
+
+    done = trainspeed("run", "--dataset", "synthetic", "--limit", "64", "--models", "mlp:1", "--devices", "cpu",
+                      "--epochs", "1", "--synthetic-shape", "8x8x1", "--save-models", "--no-inference",
+                      "--out", "out", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    case = json.loads((tmp_path / "out" / "results.json").read_text())["cases"][0]
+    assert case["model_files"] == ["models/mlp1-cpu-synthetic-b32-fp32.safetensors"] and case["inference"] is None
+    Image.new("RGB", (640, 480), (200, 30, 30)).save(tmp_path / "red.jpg")
+    done = trainspeed("predict", "out/" + case["model_files"][0], "red.jpg", "--json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    answer = json.loads(done.stdout)
+    assert answer["model"]["case"]["dataset"] == "synthetic" and answer["model"]["input_shape"] == [1, 8, 8]
+    assert answer["images"][0]["changes"] == ["converted from RGB to L", "cropped to its central 480x480",
+                                              "resized from 480x480 to 8x8"]
 
 
 def test_bad_flag_value_is_refused_by_the_parser(tmp_path):

@@ -121,12 +121,6 @@ def test_each_case_records_its_inference_figures(answered_run):
     assert "The CPU answers one image of the mlp:1 in " in report
 
 
-def test_no_inference_leaves_it_out(tmp_path):
-    result = trainspeed.run(models=["mlp:1"], devices=["cpu"], dataset="synthetic", limit=64, epochs=1,
-                            warmup_steps=1, synthetic_shape=(8, 8, 1), out=None, inference=False)
-    assert result.case("mlp:1", "cpu").inference is None
-
-
 def _with(case, **figures):
     from dataclasses import replace
 

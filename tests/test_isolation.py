@@ -212,9 +212,12 @@ def test_noisy_spread_is_flagged_in_table_and_report(tmp_path):
 
 def test_time_budget_projects_and_labels_the_figure(tmp_path):
     result = trainspeed.run(models=["cnn"], devices=["cpu"], dataset="synthetic", limit=6400, epochs=3,
-                            time_budget_s=0.5, out=None, isolate=False)
+                            time_budget_s=0.5, out=str(tmp_path / "run"), isolate=False, save_models=True)
     case = result.cases[0]
     assert case.ok and case.projected and case.measured_steps >= 1
+    # Its answering speed is measured; a network cut short by the budget is not saved as a trained one.
+    assert case.inference.latency_calls >= 20 and case.model_files == []
+    assert not (tmp_path / "run" / "models").exists()
     assert case.epoch_s == [] and case.first_epoch_s is None and case.test_accuracy is None
     assert case.images_per_s == pytest.approx(6400 / case.steady_epoch_s)
     markdown = write_report(compare([(None, result)]), tmp_path)[0].read_text()

@@ -27,6 +27,7 @@ def test_each_case_records_its_saved_file(run_with_saved_models):
     out, result = run_with_saved_models
     for model in ("cnn", "ann"):
         case = result.case(model, "cpu")
+        assert case.inference is None  # the run asked for none
         assert case.model_files == [f"models/{model}-cpu-synthetic-b32-fp32.safetensors"]
         assert (out / case.model_files[0]).is_file()
     written = json.loads((out / "results.json").read_text())

@@ -39,14 +39,17 @@ def model_path(config: RunConfig, key: CaseKey, repeat: int, suffix: str = SUFFI
 
 def after_training(config: RunConfig, key: CaseKey, repeat: int, spec: ModelSpec, test_images: torch.Tensor,
                    device: torch.device, device_name: str, test_accuracy: float | None,
-                   progress) -> tuple[InferenceFigures | None, str | None]:
-    """The inference figures (if asked for) and the saved network's path (if asked for)."""
+                   progress, save: bool = True) -> tuple[InferenceFigures | None, str | None]:
+    """The inference figures (if asked for) and the saved network's path (if asked for and `save`:
+    a repeat cut short by a time budget has no fully trained network to save)."""
     figures = None
     if config.inference and len(test_images):
         figures = measure_inference(spec, test_images, key.workload.precision, device)
         progress.message(f"{key.label()}: {inference.describe(figures)}")
     saved = None
-    if config.save_models and config.out:
+    if config.save_models and config.out and not save:
+        progress.message(f"{key.label()}: not saved: the time budget cut its training short")
+    if config.save_models and config.out and save:
         path, saved = model_path(config, key, repeat)
         save_model(spec, path, case_description(key, repeat, config, device_name, test_accuracy))
     return figures, saved

@@ -117,7 +117,7 @@ def cmd_devices(args: argparse.Namespace, console: Console) -> int:
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
     from .config import DEFAULT_MODELS, RunConfig
     from .execute import resume_run, run
-    from .report.terminal import results_table, warning_lines
+    from .report.terminal import inference_table, results_table, warning_lines
 
     config = RunConfig(
         models=args.models or list(DEFAULT_MODELS), devices=args.devices, dataset=args.dataset,
@@ -145,6 +145,9 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     except TrainspeedError as error:
         written, report_error = [], error
     console.print(results_table(result))
+    answering = inference_table(result)
+    if answering is not None:
+        console.print(answering)
     for line in warning_lines(result):
         console.print(line)
     console.print(f"results: {results_file}")

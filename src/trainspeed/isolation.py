@@ -55,8 +55,9 @@ def key_from_dict(data: dict) -> CaseKey:
 
 
 def child_config(config: RunConfig, data: Dataset) -> RunConfig:
-    """The child loads exactly the data the parent found, without searching or downloading."""
-    child = replace(config, out=None, download=False)
+    """The child loads exactly the data the parent found, without searching or downloading. It keeps the
+    run's folder (held by the parent) only to save its trained network there (--save-models)."""
+    child = replace(config, out=config.out if config.save_models else None, download=False)
     if data.name == "synthetic":
         return replace(child, dataset="synthetic")
     return replace(child, dataset=data.name, data_dir=data.source)

@@ -193,13 +193,16 @@ def _train(config: RunConfig, key: CaseKey, repeat: int, data: Dataset, on_devic
                                     progress, label, report)
         if projection is not None:
             first_step = timer.records["first step"][0]
+            left_behind = _after(device, spec, before, utilization, graph)
+            # Its speed of answering does not depend on how far it trained; a half-trained network is not saved.
+            answering, _ = after_training(config, key, repeat, spec, on_device.test_images, device,
+                                          common["device_name"], None, progress, save=False)
             return Measurement(
                 **common, steady_epoch_s=projection.steady_epoch_s, projected=True,
                 measured_steps=projection.measured_steps, train_loss=projection.train_loss,
-                train_accuracy=projection.train_accuracy,
+                train_accuracy=projection.train_accuracy, inference=answering,
                 startup=replace(startup, build_s=built.seconds, graph_record_s=record_s, first_step_s=first_step,
-                                steady_step_s=projection.steady_epoch_s / steps),
-                **_after(device, spec, before, utilization, graph)), spec
+                                steady_step_s=projection.steady_epoch_s / steps), **left_behind), spec
         # The whole case fits the budget: start again from the seed, untouched, and let the first
         # model go, or it would sit in memory (and in the peak) beside the one being timed.
         del steps_seen, spec, optimizer, graph

@@ -108,9 +108,7 @@ def results_table(result: RunResult) -> Table:
                           *((("engine", "left"),) if show_engine else ()),
                           ("device", "left"), ("first epoch s", "right"),
                           ("steady s/epoch", "right"), ("images/s", "right"), ("MFU", "right"),
-                          ("speedup vs CPU", "right"), ("test accuracy", "right"),
-                          *((("1 image ms", "right"), (f"infer images/s{batch}", "right"))
-                            if (batch := _inference_batch(result.cases)) is not None else ())):
+                          ("speedup vs CPU", "right"), ("test accuracy", "right")):
         table.add_column(name, justify=justify)
     names = {case.device: case.device_name for case in result.cases if case.device_name}
     caption = [f"{device}: {name}" for device, name in names.items()]
@@ -136,27 +134,28 @@ def results_table(result: RunResult) -> Table:
             f"{case.mfu:.0%}" if case.mfu is not None else "-",
             f"{case.speedup_vs_cpu:.1f}x" if case.speedup_vs_cpu else "-",
             _accuracy(case),
-            *(_inference_cells(case, bool(batch)) if batch is not None else ()),
         )
     return table
 
 
-def _inference_batch(cases: list[CaseResult]) -> str | None:
-    """The inference columns' batch note (' at 1024'), or None when no case timed inference."""
-    sizes = {case.inference.batch_size for case in cases if case.inference and case.inference.batch_size}
-    if not any(case.inference for case in cases):
+def inference_table(result: RunResult) -> Table | None:
+    """After training: each case's trained network answering one image, and a large batch."""
+    cases = [case for case in result.cases if case.ok and case.inference]
+    if not cases:
         return None
-    return f" at {sizes.pop()}" if len(sizes) == 1 else ""
-
-
-def _inference_cells(case: CaseResult, batch_named: bool) -> tuple[str, str]:
-    figures = case.inference
-    if figures is None:
-        return "-", "-"
-    rate = rate_text(figures.images_per_s)
-    if figures.images_per_s and not batch_named:
-        rate += f" (batch {figures.batch_size})"
-    return milliseconds(figures.latency_median_s), rate
+    axes = varying_axes([case.key for case in result.cases])
+    table = Table(title="after training: the network answering", header_style="bold")
+    for name, justify in (("case", "left"), ("1 image median", "right"), ("p95", "right"),
+                          ("first call", "right"), ("images/s", "right"), ("at batch", "right")):
+        table.add_column(name, justify=justify)
+    for case in cases:
+        figures = case.inference
+        table.add_row(escape(case.key.label(axes)), milliseconds(figures.latency_median_s),
+                      milliseconds(figures.latency_p95_s), milliseconds(figures.first_latency_s),
+                      rate_text(figures.images_per_s), str(figures.batch_size or "-"))
+    notes = [f"{case.key.label(axes)}: {case.inference.note}" for case in cases if case.inference.note]
+    table.caption = "\n".join(escape(note) for note in notes) or None
+    return table
 
 
 def prediction_table(answers: Answers) -> Table:
@@ -167,7 +166,8 @@ def prediction_table(answers: Answers) -> Table:
     trained = (f", trained on {case.get('dataset')} on {case.get('device_name') or case.get('device')}"
                if case else "")
     accuracy = f", test accuracy {case['test_accuracy']:.1%}" if isinstance(case.get("test_accuracy"), float) else ""
-    table = Table(title=f"{escape(str(answers.model.path))}: a {info.architecture} for {shape} images"
+    article = "an" if info.architecture[:1] in "aeiou" else "a"
+    table = Table(title=f"{escape(str(answers.model.path))}: {article} {info.architecture} for {shape} images"
                         f"{escape(trained)}{accuracy}", header_style="bold")
     table.add_column("image")
     table.add_column("prediction (probability)")
