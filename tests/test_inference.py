@@ -143,3 +143,20 @@ def test_headline_against_the_cpu_and_across_machines(answered_run):
     sentences = inference_headlines(compare([("server", run), ("laptop", laptop)], "laptop:cpu"))
     assert "server:cpu (" in sentences[0] and "in 1.30 ms vs 2.60 ms on laptop:cpu" in sentences[0]
     assert "5,200 images/s vs 2,600" in sentences[0]
+
+
+def test_repeats_fold_into_the_median_of_each_figure():
+    from trainspeed.fold import fold_inference
+    from trainspeed.results import Measurement
+
+    def repeat(number, latency, rate, batch=1024):
+        figures = InferenceFigures(latency, latency * 2, 200, 0.01, batch, rate, 5, 0.2)
+        return Measurement(repeat=number, steady_epoch_s=1.0, inference=figures)
+
+    folded = fold_inference([repeat(1, 0.003, 900.0), repeat(2, 0.001, 1000.0), repeat(3, 0.002, 1200.0)])
+    assert folded.latency_median_s == 0.002 and folded.latency_p95_s == 0.004 and folded.images_per_s == 1000.0
+    assert folded.latency_calls == 600 and folded.batch_calls == 15
+    # A repeat that had to halve its batch is not mixed into the others' images/s.
+    halved = fold_inference([repeat(1, 0.003, 900.0), repeat(2, 0.001, 400.0, batch=512)])
+    assert halved.images_per_s == 900.0 and halved.latency_median_s == 0.003
+    assert fold_inference([Measurement(repeat=1, steady_epoch_s=1.0)]) is None

@@ -217,6 +217,7 @@ def test_time_budget_projects_and_labels_the_figure(tmp_path):
     assert case.ok and case.projected and case.measured_steps >= 1
     # Its answering speed is measured; a network cut short by the budget is not saved as a trained one.
     assert case.inference.latency_calls >= 20 and case.model_files == []
+    assert "not saved (--save-models): the time budget cut its training short" in case.warnings
     assert not (tmp_path / "run" / "models").exists()
     assert case.epoch_s == [] and case.first_epoch_s is None and case.test_accuracy is None
     assert case.images_per_s == pytest.approx(6400 / case.steady_epoch_s)

@@ -88,6 +88,37 @@ def test_palette_sixteen_bit_and_exif_rotated_pictures(tmp_path):
     assert "cropped to its central 20x20" in turned.changes
 
 
+def test_wide_greyscale_keeps_its_brightness_and_animations_say_which_frame(tmp_path):
+    Image.fromarray(np.full((8, 8), 100, np.uint16)).save(tmp_path / "dark.png")  # 100 of 65535: near black
+    Image.fromarray(np.full((8, 8), 32768, np.uint16)).save(tmp_path / "grey.png")
+    assert read_picture(tmp_path / "dark.png", (1, 8, 8)).pixels.max() == 0
+    assert read_picture(tmp_path / "grey.png", (1, 8, 8)).pixels.min() == 128
+    frames = [Image.new("RGB", (32, 32), colour) for colour in ("red", "green", "blue")]
+    frames[0].save(tmp_path / "moving.gif", save_all=True, append_images=frames[1:])
+    moving = read_picture(tmp_path / "moving.gif", (3, 32, 32))
+    assert moving.changes[0] == "its first frame of 3" and moving.pixels[0].mean() > 200
+    Image.new("LAB", (32, 32)).save(tmp_path / "lab.tif")
+    assert read_picture(tmp_path / "lab.tif", (3, 32, 32)).changes == ("converted from LAB to RGB",)
+
+
+def test_python_predict_takes_the_arrays_people_have_and_refuses_the_rest(cnn_file):
+    pixels = np.random.default_rng(3).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
+    expected = trainspeed.predict(cnn_file, pixels).probabilities
+    reversed_twice = pixels[..., ::-1][..., ::-1]  # negative strides, as OpenCV's BGR -> RGB leaves them
+    for same in (pixels.astype(np.int64), pixels.tolist(), pixels.astype(np.float32) / 255, reversed_twice,
+                 torch.from_numpy(pixels)):
+        np.testing.assert_allclose(trainspeed.predict(cnn_file, same).probabilities, expected, atol=1e-6)
+    refused = {"float pixels must be scaled to 0-1": pixels.astype(np.float32),
+               "whole-number pixels must be from 0 to 255": pixels.astype(np.int64) - 1,
+               "no images given": pixels[:0], "do not form one array": [pixels[0], pixels[0, :16]]}
+    for message, images in refused.items():
+        with pytest.raises(trainspeed.errors.ImageShapeError, match=message):
+            trainspeed.predict(cnn_file, images)
+    greyscale = create_model("mlp:1", (1, 28, 28), 10)
+    batch = np.zeros((5, 28, 28), np.uint8)  # Keras's Fashion-MNIST arrays carry no channel axis
+    assert len(trainspeed.predict(greyscale, batch).classes) == 5
+
+
 BAD_PICTURES = {
     "not an image": (lambda path: path.write_text("hello"), "is not an image Pillow can read"),
     "truncated png": (lambda path: path.write_bytes(_png_bytes(path)[:200]), "is damaged or truncated"),

@@ -6,12 +6,14 @@ import struct
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 import trainspeed
 from trainspeed.errors import ModelFileError
 from trainspeed.models import create_model
-from trainspeed.saved import FORMAT, load_model, save_model
+from trainspeed.report.build import write_report
+from trainspeed.report.comparison import compare
+from trainspeed.saved import FORMAT, file_digest, load_model, save_model
 
 
 @pytest.fixture(scope="module")
@@ -30,6 +32,8 @@ def test_each_case_records_its_saved_file(run_with_saved_models):
         assert case.inference is None  # the run asked for none
         assert case.model_files == [f"models/{model}-cpu-synthetic-b32-fp32.safetensors"]
         assert (out / case.model_files[0]).is_file()
+    write_report(compare([(None, result)]), out)
+    assert "models/cnn-cpu-synthetic-b32-fp32.safetensors" in (out / "report.md").read_text()
     written = json.loads((out / "results.json").read_text())
     assert [case["model_files"] for case in written["cases"]] == [
         ["models/cnn-cpu-synthetic-b32-fp32.safetensors"], ["models/ann-cpu-synthetic-b32-fp32.safetensors"]]
@@ -79,14 +83,39 @@ def _saved(tmp_path):
     return save_model(spec, tmp_path / "good.safetensors")
 
 
-def _rewrite_header(path, change):
+def _rewrite_header(path, change, digest_again=True):
+    """The file with its header changed; with `digest_again`, as a forger would: the digest made to match."""
     raw = path.read_bytes()
     length = struct.unpack("<Q", raw[:8])[0]
     header = json.loads(raw[8:8 + length])
     change(header)
+    if digest_again:
+        tensors = load_file(str(path))
+        header["__metadata__"]["digest"] = file_digest(header["__metadata__"]["trainspeed"], tensors)
     text = json.dumps(header).encode()
     text += b" " * (-len(text) % 8)
     return struct.pack("<Q", len(text)) + text + raw[8 + length:]
+
+
+def _saved_with_nan(path):
+    spec = load_model(path).spec
+    with torch.no_grad():
+        spec.network[1].weight[0, 0] = float("nan")
+    return save_model(spec, path.with_name("nan.safetensors")).read_bytes()
+
+
+def _edit_description(header, **changes):
+    info = json.loads(header["__metadata__"]["trainspeed"])
+    info.update(changes)
+    header["__metadata__"]["trainspeed"] = json.dumps(info)
+
+
+def _giant_shape(header):
+    _edit_description(header, input_shape=[3, 100000, 100000])
+
+
+def _names_as_string(header):
+    _edit_description(header, class_names="ab")
 
 
 def _other_shape(header):
@@ -97,10 +126,15 @@ def _other_shape(header):
 
 BAD_FILES = {
     "missing": (lambda path: None, "no model file at"),
+    "a folder": (lambda path: (path.with_name("bad.safetensors").mkdir(), None)[1], "is a folder; give one model file"),
     "not safetensors": (lambda path: b"\x89PNG\r\n\x1a\n not a model", "is not a model file trainspeed can read"),
     "truncated": (lambda path: path.read_bytes()[:-100], "is not a model file trainspeed can read"),
     "empty": (lambda path: b"", "is not a model file trainspeed can read"),
-    "weights changed": (lambda path: path.read_bytes()[:-8] + b"\x00\x00\x80\x7f" * 2, "is damaged"),
+    "weights changed": (lambda path: path.read_bytes()[:-8] + b"\x00\x00\x80\x3f" * 2, "is damaged"),
+    "description edited": (lambda path: _rewrite_header(path, _other_shape, digest_again=False), "was edited"),
+    "weights not numbers": (lambda path: _saved_with_nan(path), "NaN or infinity"),
+    "a described giant": (lambda path: _rewrite_header(path, _giant_shape), "does not fit its own description"),
+    "class names a string": (lambda path: _rewrite_header(path, _names_as_string), "has a damaged description"),
     "description for another shape": (lambda path: _rewrite_header(path, _other_shape),
                                       "does not fit its own description (a mlp:1 for 3x8x8 images"),
     "description damaged": (lambda path: _rewrite_header(path, lambda h: h["__metadata__"].update(trainspeed="{")),
@@ -133,3 +167,19 @@ def test_a_safetensors_file_from_elsewhere_is_refused(tmp_path):
 def test_save_models_needs_an_output_folder():
     with pytest.raises(trainspeed.errors.ConfigError, match="--save-models writes into the run's folder"):
         trainspeed.run(models=["mlp:1"], devices=["cpu"], dataset="synthetic", limit=32, out=None, save_models=True)
+
+
+def test_a_second_run_into_the_folder_keeps_the_first_runs_networks_with_its_results(tmp_path):
+    settings = dict(models=["mlp:1"], devices=["cpu"], dataset="synthetic", limit=64, epochs=1, warmup_steps=1,
+                    synthetic_shape=(8, 8, 1), out=str(tmp_path), save_models=True, inference=False, isolate=False)
+    trainspeed.run(seed=0, **settings)
+    first = (tmp_path / "models" / "mlp1-cpu-synthetic-b32-fp32.safetensors").read_bytes()
+    trainspeed.run(seed=1, **settings)
+    archived = next(tmp_path.glob("results-*.json"))
+    old = trainspeed.RunResult.read(archived).cases[0]
+    stamp = archived.stem.removeprefix("results-")
+    assert old.model_files == [f"models-{stamp}/mlp1-cpu-synthetic-b32-fp32.safetensors"]
+    assert old.repeats[0].model_file == old.model_files[0]
+    assert (tmp_path / old.model_files[0]).read_bytes() == first
+    assert load_model(tmp_path / old.model_files[0]).info.case["seed"] == 0
+    assert load_model(tmp_path / "models" / "mlp1-cpu-synthetic-b32-fp32.safetensors").info.case["seed"] == 1

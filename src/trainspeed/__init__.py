@@ -11,7 +11,8 @@
 
 __version__ = "0.3.0"
 
-__all__ = ["__version__", "run", "predict", "load_model", "RunConfig", "RunResult", "list_models", "list_datasets"]
+__all__ = ["__version__", "run", "predict", "load_model", "save_model", "RunConfig", "RunResult", "list_models",
+           "list_datasets"]
 
 
 def __getattr__(name: str):
@@ -25,6 +26,9 @@ def __getattr__(name: str):
     if name == "load_model":
         from .saved import load_model
         return load_model
+    if name == "save_model":
+        from .saved import save_model
+        return save_model
     if name == "RunConfig":
         from .config import RunConfig
         return RunConfig

@@ -47,8 +47,6 @@ def after_training(config: RunConfig, key: CaseKey, repeat: int, spec: ModelSpec
         figures = measure_inference(spec, test_images, key.workload.precision, device)
         progress.message(f"{key.label()}: {inference.describe(figures)}")
     saved = None
-    if config.save_models and config.out and not save:
-        progress.message(f"{key.label()}: not saved: the time budget cut its training short")
     if config.save_models and config.out and save:
         path, saved = model_path(config, key, repeat)
         save_model(spec, path, case_description(key, repeat, config, device_name, test_accuracy))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -236,3 +237,8 @@ def main(argv: list[str] | None = None) -> int:
     except TrainspeedError as error:
         print(f"trainspeed: error: {error}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # The reader left early (`trainspeed predict ... --json | head`): not an error of ours. Python's
+        # own advice: point stdout at devnull so that the exit's flush does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0

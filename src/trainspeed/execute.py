@@ -9,6 +9,7 @@ The results file is rewritten atomically after every repeat, so no finished work
 from __future__ import annotations
 
 import base64
+import json
 from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
@@ -17,7 +18,8 @@ import numpy as np
 import torch
 from rich.console import Console
 
-from . import __version__, isolation, output, resume
+from . import __version__, isolation, output, resume, schema
+from .after_training import MODELS_FOLDER
 from .cases import CaseKey
 from .config import RunConfig
 from .data import Dataset
@@ -49,11 +51,34 @@ def dataset_info(data: Dataset) -> DatasetInfo:
 
 def _fresh_results_path(folder: Path) -> Path:
     path = folder / RESULTS_FILE
-    if path.exists():
-        # Never overwrite an earlier run's measurements: keep them beside the new file.
-        stamp = datetime.fromtimestamp(path.stat().st_mtime).strftime("%Y%m%d-%H%M%S")
-        path.replace(path.with_name(f"results-{stamp}.json"))
+    models = folder / MODELS_FOLDER
+    archived = None
+    if path.exists() or models.is_dir():
+        # Never overwrite an earlier run's measurements or networks: keep them beside the new ones.
+        stamp = datetime.fromtimestamp((path if path.exists() else models).stat().st_mtime).strftime("%Y%m%d-%H%M%S")
+        if path.exists():
+            archived = path.replace(path.with_name(f"results-{stamp}.json"))
+        if models.is_dir():
+            models.replace(folder / f"{MODELS_FOLDER}-{stamp}")
+            if archived is not None:
+                _point_at_archived_models(archived, f"{MODELS_FOLDER}-{stamp}")
     return path
+
+
+def _point_at_archived_models(results: Path, archive: str) -> None:
+    """The archived results file's saved networks, named where they now are."""
+    try:
+        data = json.loads(results.read_text())
+    except (OSError, ValueError):
+        return  # not a results file we can read: the networks are still kept, beside it
+    moved = f"{archive}/"
+    for case in data.get("cases", []) if isinstance(data, dict) else []:
+        if isinstance(case, dict):
+            case["model_files"] = [name.replace(f"{MODELS_FOLDER}/", moved, 1) for name in case.get("model_files", [])]
+            for repeat in case.get("repeats", []):
+                if isinstance(repeat, dict) and repeat.get("model_file"):
+                    repeat["model_file"] = repeat["model_file"].replace(f"{MODELS_FOLDER}/", moved, 1)
+    output.write_atomically(results, schema.dumps(data))
 
 
 def resume_run(directory: Path, *, console: Console | None = None) -> RunResult:

@@ -12,7 +12,7 @@ from dataclasses import replace
 from . import flops
 from .cases import CaseKey
 from .machine import stalls
-from .results import CaseResult, Failure, Measurement
+from .results import CaseResult, Failure, InferenceFigures, Measurement
 from .stats import images_per_second, speedup, spread
 
 # What a case takes from its first successful repeat (the others contribute their timings).
@@ -21,7 +21,7 @@ _FROM_FIRST_REPEAT = ("device_name", "params", "steps_per_epoch", "cpu_threads",
                       "peak_host_memory_bytes", "confusion_matrix", "sample_predictions", "projected",
                       "measured_steps", "other_cpu_load", "flops_per_step", "bytes_per_step", "startup",
                       "cuda_graph", "memory_format", "layout_choice", "kernels", "kernel_choice", "engine_versions",
-                      "engine_devices", "inference")
+                      "engine_devices")
 
 
 def _identity(key: CaseKey, accuracy_meaningful: bool, epochs: int) -> dict:
@@ -56,7 +56,7 @@ def fold_case(key: CaseKey, repeats: Sequence[Measurement], *, repeats_wanted: i
     measured = {name: getattr(first, name) for name in _FROM_FIRST_REPEAT}
     measured.update(history=list(first.history), kernel_choice=list(first.kernel_choice),
                     engine_devices=list(first.engine_devices),
-                    model_files=[r.model_file for r in repeats if r.model_file])
+                    model_files=[r.model_file for r in repeats if r.model_file], inference=fold_inference(repeats))
     figures = _timing(first.epoch_s, [r.steady_epoch_s for r in repeats],
                       [r.first_epoch_s for r in repeats], key.workload.train_images)
     roofline = _roofline(first, key, figures["steady_epoch_s"], peaks)
@@ -66,6 +66,23 @@ def fold_case(key: CaseKey, repeats: Sequence[Measurement], *, repeats_wanted: i
         values["peak_memory_bytes"] = first.peak_memory_bytes
     return CaseResult(**values, repeats=list(repeats), warnings=warnings, stalled_s=stalled_s,
                       under_load=any(r.under_load for r in repeats))
+
+
+def fold_inference(repeats: Sequence[Measurement]) -> InferenceFigures | None:
+    """The repeats' inference figures as one, as their training times are: the median of each figure
+    over the repeats that timed the same large batch as the first, the calls added up."""
+    answered = [r.inference for r in repeats if r.inference is not None]
+    if len(answered) < 2:
+        return answered[0] if answered else None
+    alike = [figures for figures in answered if figures.batch_size == answered[0].batch_size]
+
+    def median(name: str) -> float | None:
+        values = [getattr(figures, name) for figures in alike if getattr(figures, name) is not None]
+        return spread(values).median if values else None
+
+    return replace(alike[0], **{name: median(name) for name in (
+        "latency_median_s", "latency_p95_s", "first_latency_s", "images_per_s", "first_batch_s")},
+        latency_calls=sum(f.latency_calls for f in alike), batch_calls=sum(f.batch_calls for f in alike))
 
 
 def _timing(first_epochs: Sequence[float], steady: list[float], firsts: list[float | None], images: int) -> dict:

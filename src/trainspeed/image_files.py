@@ -8,6 +8,7 @@ said, so that nobody mistakes a squashed 32x32 thumbnail for what the network sa
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +17,11 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ImageFileError
 
-_ORIENTATION = 0x0112  # the EXIF tag saying how a camera held the picture
+_ORIENTATION = 0x0112  # the EXIF tag saying how a camera held the picture (1 upright, 2-8 turned or mirrored)
+# Greyscale modes wider than 8 bits, and the value that is full white in each: PNG's 16-bit
+# greyscale opens as I;16 or I; a float image is taken as 0-1 when it stays within it, else 0-255.
+_WIDE_GREYSCALE = {"I;16": 65535.0, "I;16B": 65535.0, "I;16L": 65535.0, "I": 65535.0, "F": 255.0}
+_WITH_ALPHA = {"RGBA", "RGBa", "LA", "La", "PA"}
 
 
 @dataclass(frozen=True)
@@ -36,10 +41,14 @@ def read_picture(path: str | Path, shape: tuple[int, int, int]) -> Picture:
     path = Path(path)
     channels, height, width = shape
     try:
-        with Image.open(path) as opened:
+        # Pillow's warnings (a large image, unreadable EXIF) would break the one-line output; what
+        # matters of them is said among the changes.
+        with warnings.catch_warnings(), Image.open(path) as opened:
+            warnings.simplefilter("ignore")
             opened.load()  # decodes now: a truncated file fails here, not later
             stored_size, stored_mode = opened.size, opened.mode
-            upright = opened.getexif().get(_ORIENTATION, 1) in (1, None)
+            frames = getattr(opened, "n_frames", 1)
+            turned = opened.getexif().get(_ORIENTATION, 1) in range(2, 9)
             image = ImageOps.exif_transpose(opened)
     except FileNotFoundError:
         raise ImageFileError(f"no image file at {path}") from None
@@ -52,7 +61,9 @@ def read_picture(path: str | Path, shape: tuple[int, int, int]) -> Picture:
     except (OSError, SyntaxError, ValueError) as error:  # truncated or corrupt data
         raise ImageFileError(f"{path} is damaged or truncated ({str(error)[:100]}); give a whole image file") from None
     changes: list[str] = []
-    if not upright:
+    if frames > 1:
+        changes.append(f"its first frame of {frames}")
+    if turned:
         changes.append("turned upright as its EXIF orientation says")
     image, converted = _convert(image, channels)
     if converted:
@@ -76,13 +87,13 @@ def _convert(image: Image.Image, channels: int) -> tuple[Image.Image, str | None
     mode = image.mode
     if mode == target:
         return image, None
-    if mode in ("I;16", "I;16B", "I;16L", "I", "F"):  # 16-bit or wider greyscale: scale to 8 bits
+    if mode in _WIDE_GREYSCALE:  # one fixed scale, never the picture's own range: dark stays dark
         values = np.asarray(image, dtype=np.float64)
-        top = max(float(values.max()), 1.0)
-        image = Image.fromarray(np.round(values * (255.0 / top)).clip(0, 255).astype(np.uint8), "L")
-        note = f"converted from {mode} (greyscale, scaled to 8 bits)"
+        full_scale = 1.0 if mode == "F" and values.max() <= 1.0 else _WIDE_GREYSCALE[mode]
+        image = Image.fromarray(np.round(values * (255.0 / full_scale)).clip(0, 255).astype(np.uint8), "L")
+        note = f"converted from {mode} (greyscale, 0-{full_scale:g} scaled to 0-255)"
         return (image if target == "L" else image.convert(target)), f"{note} to {target}"
-    if "A" in mode or (mode == "P" and "transparency" in image.info):
+    if mode in _WITH_ALPHA or (mode == "P" and "transparency" in image.info):
         # Transparent parts over white, as a viewer shows them, rather than over whatever colour they hide.
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))

@@ -197,6 +197,8 @@ def _train(config: RunConfig, key: CaseKey, repeat: int, data: Dataset, on_devic
             # Its speed of answering does not depend on how far it trained; a half-trained network is not saved.
             answering, _ = after_training(config, key, repeat, spec, on_device.test_images, device,
                                           common["device_name"], None, progress, save=False)
+            if config.save_models:
+                left_behind["warnings"] += ("not saved (--save-models): the time budget cut its training short",)
             return Measurement(
                 **common, steady_epoch_s=projection.steady_epoch_s, projected=True,
                 measured_steps=projection.measured_steps, train_loss=projection.train_loss,

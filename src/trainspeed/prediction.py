@@ -92,7 +92,7 @@ class Answers:
                        for a in self.answers]}
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2)
+        return json.dumps(self.to_dict(), indent=2, allow_nan=False)  # strict JSON, as results files are
 
 
 def predict_files(model_path: str | Path, paths: Sequence[str | Path], top: int = 3) -> Answers:

@@ -202,7 +202,7 @@ class CaseResult:
     kernel_choice: list[str] = field(default_factory=list)
     engine_versions: dict[str, str] | None = None  # a Keras engine's packages, and its backend's devices
     engine_devices: list[str] = field(default_factory=list)
-    inference: InferenceFigures | None = None  # of the first repeat: the trained network answering
+    inference: InferenceFigures | None = None  # the trained network answering: medians over the repeats
     model_files: list[str] = field(default_factory=list)  # each repeat's saved network (--save-models)
     # Seconds the measuring process was stopped or starved during timed work (machine/stalls.py).
     stalled_s: float | None = None

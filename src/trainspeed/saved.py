@@ -53,8 +53,9 @@ class SavedModel:
     path: Path
 
 
-def weights_digest(tensors: dict[str, torch.Tensor]) -> str:
-    digest = hashlib.blake2b(digest_size=16)
+def file_digest(description: str, tensors: dict[str, torch.Tensor]) -> str:
+    """A digest of the description and every weight: an edit to either, or damage, changes it."""
+    digest = hashlib.blake2b(description.encode(), digest_size=16)
     for name in sorted(tensors):
         tensor = tensors[name]
         digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
@@ -71,8 +72,9 @@ def save_model(spec: ModelSpec, path: str | Path, case: dict[str, Any] | None = 
                for name, value in spec.network.state_dict().items()}
     info = ModelInfo(spec.name, tuple(spec.image_shape), tuple(spec.class_names or ()), spec.output_activation,
                      case=dict(case or {}))
-    header = {"format": FORMAT, "format_version": str(FORMAT_VERSION), "weights_digest": weights_digest(tensors),
-              "trainspeed": json.dumps(_info_json(info))}
+    description = json.dumps(_info_json(info))
+    header = {"format": FORMAT, "format_version": str(FORMAT_VERSION), "digest": file_digest(description, tensors),
+              "trainspeed": description}
     path.parent.mkdir(parents=True, exist_ok=True)
     with replacing(path) as temporary:
         save_file(tensors, str(temporary), metadata=header)
@@ -89,6 +91,10 @@ def load_model(path: str | Path) -> SavedModel:
     """A network saved by `trainspeed run --save-models`, on the CPU; a file that is not one, is
     damaged, or does not fit its own description raises ModelFileError with what to do."""
     path = Path(path)
+    if path.is_dir():
+        inside = sorted(found.name for found in path.glob(f"*{SUFFIX}"))[:3]
+        raise ModelFileError(f"{path} is a folder; give one model file in it" + (
+            f", such as {path / inside[0]}" if inside else f" (it holds no {SUFFIX} file)"))
     if not path.is_file():
         raise ModelFileError(f"no model file at {path}; save one with trainspeed run --save-models")
     header, tensors = _read(path)
@@ -99,10 +105,14 @@ def load_model(path: str | Path) -> SavedModel:
     if version != str(FORMAT_VERSION):
         raise ModelFileError(f"{path} is in trainspeed's model format {version or '?'}, this version reads "
                              f"format {FORMAT_VERSION}; load it with the trainspeed that saved it")
-    if header.get("weights_digest") != weights_digest(tensors):
-        raise ModelFileError(f"{path} is damaged: its weights do not match the digest saved with them; "
-                             "save the model again")
-    info = _info(path, header.get("trainspeed", ""))
+    description = header.get("trainspeed", "")
+    if header.get("digest") != file_digest(description, tensors):
+        raise ModelFileError(f"{path} is damaged or was edited: its weights and description do not match the "
+                             "digest saved with them; save the model again")
+    if not all(torch.isfinite(tensor).all() for tensor in tensors.values()):
+        raise ModelFileError(f"{path} holds weights that are not numbers (NaN or infinity: its training "
+                             "diverged); train it again, e.g. with a smaller learning rate or another seed")
+    info = _info(path, description)
     spec = _network(path, info, tensors)
     return SavedModel(spec, info, path)
 
@@ -122,6 +132,9 @@ def _read(path: Path) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
 def _info(path: Path, text: str) -> ModelInfo:
     try:
         data = json.loads(text)
+        if not (isinstance(data["class_names"], list) and isinstance(data["input_shape"], list)
+                and all(isinstance(size, int) for size in data["input_shape"])):
+            raise TypeError("class_names and input_shape must be lists, the shape of whole numbers")
         info = ModelInfo(str(data["architecture"]), tuple(int(size) for size in data["input_shape"]),
                          tuple(str(name) for name in data["class_names"]), str(data["output_activation"]),
                          str(data.get("normalization", NORMALIZATION)), str(data.get("trainspeed_version", "?")),
@@ -129,25 +142,29 @@ def _info(path: Path, text: str) -> ModelInfo:
     except (ValueError, KeyError, TypeError) as error:
         raise ModelFileError(f"{path} has a damaged description ({type(error).__name__}: {error}); "
                              "save the model again") from None
-    if len(info.input_shape) != 3 or min(info.input_shape) < 1 or not info.class_names:
+    if (len(info.input_shape) != 3 or min(info.input_shape) < 1 or not info.class_names
+            or info.output_activation not in ("softmax", "sigmoid")):
         raise ModelFileError(f"{path} describes an impossible network (input shape {info.input_shape}, "
-                             f"{len(info.class_names)} classes); save the model again")
+                             f"{len(info.class_names)} classes, {info.output_activation} output); save the model again")
     return info
 
 
 def _network(path: Path, info: ModelInfo, tensors: dict[str, torch.Tensor]) -> ModelSpec:
     classes = len(info.class_names)
     try:
-        spec = create_model(info.architecture, info.input_shape, classes)
+        with torch.device("meta"):  # the shapes first, so that a described giant is never allocated
+            planned = create_model(info.architecture, info.input_shape, classes).network.state_dict()
     except TrainspeedError as error:
         raise ModelFileError(f"{path} holds a {info.architecture!r} this trainspeed cannot build ({error})") from None
-    try:
-        spec.network.load_state_dict(tensors, strict=True)
-    except RuntimeError as error:
-        detail = " ".join(str(error).split())[:200]
-        raise ModelFileError(f"{path} does not fit its own description (a {info.architecture} for "
-                             f"{'x'.join(map(str, info.input_shape))} images and {classes} classes): {detail}; "
-                             "save the model again") from None
+    unfit = sorted(set(planned) ^ set(tensors)) or [name for name in planned
+                                                      if planned[name].shape != tensors[name].shape]
+    if unfit:
+        shape = "x".join(map(str, info.input_shape))
+        raise ModelFileError(f"{path} does not fit its own description (a {info.architecture} for {shape} images "
+                             f"and {classes} classes): {len(unfit)} weights differ, the first {unfit[0]}; "
+                             "save the model again")
+    spec = create_model(info.architecture, info.input_shape, classes)
+    spec.network.load_state_dict(tensors, strict=True)
     spec.class_names = info.class_names
     spec.network.eval()
     return spec

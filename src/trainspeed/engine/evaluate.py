@@ -47,34 +47,61 @@ class Prediction:
     class_names: tuple[str, ...] = ()  # every class, in the order of the probabilities' columns
 
 
-def _as_nchw(images, channels: int) -> torch.Tensor:
-    tensor = torch.as_tensor(np.asarray(images))
-    if tensor.ndim == 3:  # one image
-        tensor = tensor.unsqueeze(0)
-    if tensor.ndim != 4:
-        raise ImageShapeError(f"expected images as (N, C, H, W) or (N, H, W, C), got shape {tuple(tensor.shape)}")
-    if tensor.shape[1] != channels and tensor.shape[-1] == channels:
-        tensor = tensor.permute(0, 3, 1, 2)  # Keras's channels-last layout
-    return tensor
+def _as_pixels(images, shape: tuple[int, int, int]) -> torch.Tensor:
+    """uint8 pixels (N, C, H, W) from what a person may hand over: uint8 or other whole numbers in 0-255,
+    floats already scaled to 0-1 (the seeds' x / 255), channels first or last, one image or many."""
+    if isinstance(images, torch.Tensor):
+        images = images.detach().cpu().numpy()
+    try:
+        array = np.array(images)  # a copy: writable and contiguous, whatever the caller's strides
+    except ValueError as error:
+        raise ImageShapeError(f"the images do not form one array ({error}); give arrays of one shape") from None
+    channels, height, width = shape
+    if array.ndim == 3 and channels == 1 and array.shape[1:] == (height, width):
+        array = array[:, None]  # Keras's greyscale batches (N, H, W) have no channel axis
+    elif array.ndim == 3:
+        array = array[None]  # one image
+    if array.ndim != 4:
+        raise ImageShapeError(f"expected images as (N, C, H, W) or (N, H, W, C), got shape {array.shape}")
+    if array.shape[1] != channels and array.shape[-1] == channels:
+        array = array.transpose(0, 3, 1, 2)  # Keras's channels-last layout
+    if tuple(array.shape[1:]) != tuple(shape):
+        raise ImageShapeError(f"the model was built for images of shape {tuple(shape)}, got {tuple(array.shape[1:])}; "
+                              "give images of that shape, or picture files (trainspeed.predict resizes those)")
+    if not len(array):
+        raise ImageShapeError("no images given")
+    return torch.from_numpy(np.ascontiguousarray(_as_uint8(array)))
+
+
+def _as_uint8(array: np.ndarray) -> np.ndarray:
+    if array.dtype == np.uint8:
+        return array
+    if array.dtype.kind in "iub":
+        if array.min() < 0 or array.max() > 255:
+            raise ImageShapeError(f"whole-number pixels must be from 0 to 255, got {array.min()} to {array.max()}")
+        return array.astype(np.uint8)
+    if array.dtype.kind != "f":
+        raise ImageShapeError(f"images must hold numbers, got {array.dtype}")
+    if not np.isfinite(array).all() or array.min() < 0 or array.max() > 1:
+        raise ImageShapeError(f"float pixels must be scaled to 0-1 as the seeds scale them (x / 255), got "
+                              f"{np.nanmin(array):g} to {np.nanmax(array):g}; or give uint8 pixels")
+    # Back to the 8-bit values they came from: the network's own scaling then gives the same input.
+    return np.round(array * 255.0).astype(np.uint8)
 
 
 @torch.no_grad()
 def predict(spec: ModelSpec, images, batch_size: int = 256) -> Prediction:
-    """Class names and probabilities for uint8 images (or floats already scaled to [0, 1])."""
+    """Class names and probabilities for images: uint8 (or whole numbers in 0-255), or floats in 0-1."""
+    if batch_size < 1:
+        raise ImageShapeError(f"batch_size must be at least 1, got {batch_size}")
     network = spec.network
     network.eval()
     device = next(network.parameters()).device
-    tensor = _as_nchw(images, spec.image_shape[0])
-    if tuple(tensor.shape[1:]) != tuple(spec.image_shape):
-        raise ImageShapeError(
-            f"the {spec.name} was built for images of shape {spec.image_shape}, got {tuple(tensor.shape[1:])}; "
-            "give images of that shape, or picture files (trainspeed.predict resizes those)")
+    pixels = _as_pixels(images, spec.image_shape)
     outputs = []
-    for start in range(0, len(tensor), batch_size):
-        batch = tensor[start:start + batch_size].to(device)
-        batch = (as_input(batch, spec.memory_format) if batch.dtype == torch.uint8
-                 else batch.to(torch.float32, memory_format=spec.memory_format))
-        outputs.append(spec.probabilities(network(batch)).cpu())
+    for start in range(0, len(pixels), batch_size):
+        batch = as_input(pixels[start:start + batch_size].to(device), spec.memory_format)
+        outputs.append(spec.probabilities(network(batch)).float().cpu())
     probabilities = torch.cat(outputs).numpy()
     indices = probabilities.argmax(-1)
     names = spec.class_names or tuple(str(i) for i in range(probabilities.shape[-1]))

@@ -103,3 +103,9 @@ def inference_table(comparison: Comparison, lead, lead_headers: list[str]) -> Ta
 
 def _every(comparison: Comparison) -> list[CaseResult]:
     return [case for cells in comparison.rows.values() for case in cells.values() if _answered(case)]
+
+
+def saved_models(comparison: Comparison) -> list[str]:
+    """'cnn on cpu: models/cnn-cpu-cifar10-b32-fp32.safetensors', for every network a run saved."""
+    return [f"{case.key.label()}{' on ' + machine if machine else ''}: {name}"
+            for (machine, result) in comparison.sources for case in result.cases for name in case.model_files]

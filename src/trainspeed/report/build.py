@@ -9,7 +9,7 @@ from ..cases import CaseKey, Workload, varying_axes
 from ..output import prepare_folder, write_atomically, write_error
 from ..results import CaseResult
 from . import charts
-from .answering import INFERENCE_EXPLAINED, inference_headlines, inference_table
+from .answering import INFERENCE_EXPLAINED, inference_headlines, inference_table, saved_models
 from .comparison import Comparison, crossovers, engine_effects, headlines, pivots, precision_effects
 from .document import Block, Bullets, Heading, Image, Paragraph, Table, to_html, to_markdown
 from .settings import machine_lines, run_settings, settings_table
@@ -240,6 +240,9 @@ def build_blocks(comparison: Comparison, out_dir: Path) -> list[Block]:
     answering = inference_table(comparison, _lead, _lead_headers(comparison))
     if answering:
         blocks += [Heading("After training: inference", 3), answering, Paragraph(INFERENCE_EXPLAINED)]
+    if saved := saved_models(comparison):
+        blocks += [Heading("Saved models", 3), Paragraph("For trainspeed predict, in the run's folder:"),
+                   Bullets(saved)]
     measured = _measured(comparison)
     every_case = [case for _, _, case in measured]
     if any(case.noisy for case in every_case):

@@ -166,7 +166,7 @@ def prediction_table(answers: Answers) -> Table:
     trained = (f", trained on {case.get('dataset')} on {case.get('device_name') or case.get('device')}"
                if case else "")
     accuracy = f", test accuracy {case['test_accuracy']:.1%}" if isinstance(case.get("test_accuracy"), float) else ""
-    article = "an" if info.architecture[:1] in "aeiou" else "a"
+    article = "an" if info.architecture[:1] in "aeiou" or info.architecture.startswith("mlp") else "a"
     table = Table(title=f"{escape(str(answers.model.path))}: {article} {info.architecture} for {shape} images"
                         f"{escape(trained)}{accuracy}", header_style="bold")
     table.add_column("image")
