@@ -7,7 +7,8 @@ import base64
 import numpy as np
 
 from trainspeed.cases import Workload
-from trainspeed.results import CaseResult, DatasetInfo, EpochRecord, RunResult
+from trainspeed.dataset_info import DatasetInfo
+from trainspeed.results import CaseResult, EpochRecord, RunResult
 
 GPU_NAME = "NVIDIA H100 80GB HBM3"
 CPU_NAME = "Intel(R) Xeon(R) Processor"

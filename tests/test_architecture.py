@@ -1,7 +1,7 @@
 """The package's shape: data flows one way, no import cycles, no module too large to read.
 
     cli -> execute (plan -> isolation | measure -> fold -> write) -> engine -> models / data / machine
-    report reads results and config only; predict reads saved models and picture files.
+    reporting reads results and config only; predict reads saved models and picture files.
 """
 
 import ast
@@ -15,7 +15,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "trainspeed"
 
 # Lowest first: a module may import from its own level or below, never from above.
 LEVELS = [
-    {"errors", "faults", "timing", "stats", "flops", "cases", "config", "progress", "output", "schema"},
+    {"errors", "faults", "timing", "stats", "flops", "cases", "config", "progress", "output", "schema", "rows",
+     "dataset_info"},
     {"results"},
     {"machine", "data", "inference", "image_files"},
     {"models", "losses", "optimizers", "layers", "saved"},
@@ -24,11 +25,11 @@ LEVELS = [
     {"fold", "plan", "resume"},
     {"isolation"},
     {"execute"},
-    {"report"},
+    {"reporting"},
     {"cli", "__init__", "__main__"},  # the command and the public API (imported lazily) are the top
 ]
 # What the report may read: results and settings, never training (and so never torch).
-REPORT_MAY_IMPORT = {"report", "results", "cases", "config", "stats", "errors", "output"}
+REPORT_MAY_IMPORT = {"reporting", "results", "cases", "config", "stats", "errors", "output"}
 MAX_LINES = 350
 
 
@@ -86,7 +87,7 @@ def test_no_module_imports_one_above_it(name):
     assert not above, f"{name} (level {level(name)}) imports {above}"
 
 
-@pytest.mark.parametrize("name", sorted(n for n in GRAPH if n.startswith("report")))
+@pytest.mark.parametrize("name", sorted(n for n in GRAPH if n.startswith("reporting")))
 def test_the_report_reads_results_and_config_only(name):
     outside = [target for target in GRAPH[name] if target.split(".")[0] not in REPORT_MAY_IMPORT]
     assert not outside, f"{name} imports {outside}"
@@ -111,7 +112,7 @@ def test_no_import_cycles():
 
 def test_the_checker_sees_imports_inside_functions():
     assert "measure" in GRAPH["isolation"] and "engine.graph" in GRAPH["engine.layout"]
-    assert "machine.describe" not in GRAPH["report.terminal"]  # imported for type checking only
+    assert "machine.describe" not in GRAPH["reporting.terminal"]  # imported for type checking only
 
 
 @pytest.mark.parametrize("name", sorted(GRAPH))
@@ -128,7 +129,7 @@ def _imports_without_torch(modules: str) -> None:
 
 
 def test_importing_the_report_does_not_import_torch():
-    _imports_without_torch("trainspeed.report.build, trainspeed.report.terminal, trainspeed.cli")
+    _imports_without_torch("trainspeed.reporting.build, trainspeed.reporting.terminal, trainspeed.cli")
 
 
 def test_a_keras_cases_process_does_not_import_torch():

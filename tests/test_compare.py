@@ -9,10 +9,10 @@ import pytest
 
 import report_fixtures as fx
 from trainspeed.errors import ConfigError
-from trainspeed.report.build import build_blocks, write_report
-from trainspeed.report.charts import row_label
-from trainspeed.report.comparison import compare, headlines, machine_label, pivots, precision_effects
-from trainspeed.report.document import Table
+from trainspeed.reporting.build import build_blocks, write_report
+from trainspeed.reporting.charts import row_label
+from trainspeed.reporting.comparison import compare, headlines, machine_label, pivots, precision_effects
+from trainspeed.reporting.document import Table
 from trainspeed.stats import difference_half_width
 
 SRC = Path(__file__).resolve().parents[1] / "src"

@@ -11,9 +11,9 @@ import trainspeed
 from trainspeed import inference
 from trainspeed.engine.inference import measure_inference
 from trainspeed.models import create_model
-from trainspeed.report.answering import inference_headlines
-from trainspeed.report.build import write_report
-from trainspeed.report.comparison import compare
+from trainspeed.reporting.answering import inference_headlines
+from trainspeed.reporting.build import write_report
+from trainspeed.reporting.comparison import compare
 from trainspeed.results import InferenceFigures
 from trainspeed.stats import percentile
 from trainspeed.timing import Timer

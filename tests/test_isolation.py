@@ -15,8 +15,8 @@ from trainspeed import execute, isolation, output, plan
 from trainspeed.cases import CaseKey, Workload
 from trainspeed.errors import ResultsError
 from trainspeed.fold import fold_case
-from trainspeed.report.build import write_report
-from trainspeed.report.comparison import compare
+from trainspeed.reporting.build import write_report
+from trainspeed.reporting.comparison import compare
 from trainspeed.results import CaseResult, Failure, Measurement, RunResult
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -203,7 +203,7 @@ def test_noisy_spread_is_flagged_in_table_and_report(tmp_path):
 
     from rich.console import Console
 
-    from trainspeed.report.terminal import results_table
+    from trainspeed.reporting.terminal import results_table
 
     console = Console(width=140, record=True)
     console.print(results_table(result))

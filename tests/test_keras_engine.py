@@ -14,7 +14,7 @@ from trainspeed.config import RunConfig
 from trainspeed.errors import ConfigError
 from trainspeed.keras_engine import backends
 from trainspeed.keras_engine.seeds import seed_arrays
-from trainspeed.report.comparison import compare, engine_effects, headlines, pivots
+from trainspeed.reporting.comparison import compare, engine_effects, headlines, pivots
 from trainspeed.results import RunResult
 
 installed = {engine: backends.missing(engine) is None for engine in backends.BACKENDS}

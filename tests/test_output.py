@@ -82,7 +82,7 @@ def test_a_full_disk_when_writing_the_report_keeps_results_and_prints_the_table(
         return real(path, content)
 
     monkeypatch.setattr(output, "write_atomically", full_for_reports)
-    monkeypatch.setattr("trainspeed.report.build.write_atomically", full_for_reports)
+    monkeypatch.setattr("trainspeed.reporting.build.write_atomically", full_for_reports)
     code = cli.main([*QUICK, "--in-process", "--out", "out"])
     shown = capsys.readouterr()
     assert code == 2

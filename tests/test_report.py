@@ -12,8 +12,8 @@ import pytest
 from matplotlib.image import imread
 
 import report_fixtures as fx
-from trainspeed.report.build import write_report
-from trainspeed.report.comparison import compare, crossovers, headlines, pivots
+from trainspeed.reporting.build import write_report
+from trainspeed.reporting.comparison import compare, crossovers, headlines, pivots
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -182,7 +182,7 @@ def test_compare_with_unknown_baseline_is_one_line(tmp_path):
 
 
 def test_prediction_grid_marks_wrong_guesses(tmp_path):
-    from trainspeed.report.charts import prediction_grid_chart
+    from trainspeed.reporting.charts import prediction_grid_chart
 
     images = np.zeros((4, 8, 8, 3), np.uint8)
     path = prediction_grid_chart(images, [0, 1, 2, 3], [0, 1, 2, 0], ["a", "b", "c", "d"], "t", tmp_path / "g.png")
@@ -197,7 +197,7 @@ def precision_run(bf16_accuracy: float):
 
 
 def test_a_lower_precision_is_judged_on_speed_and_accuracy_against_fp32():
-    from trainspeed.report.comparison import precision_effects
+    from trainspeed.reporting.comparison import precision_effects
 
     assert pivots(single(precision_run(0.695)))[0].rows == [("cnn fp32", {"cpu": 40.0}), ("cnn bf16", {"cpu": 16.0})]
     (within,) = precision_effects(single(precision_run(0.695)))
@@ -242,8 +242,8 @@ def test_precisions_get_their_own_rows_charts_and_sweeps(tmp_path):
 
 
 def test_the_report_modules_never_import_torch():
-    code = ("import trainspeed.report.build, trainspeed.report.terminal, trainspeed.report.comparison, "
-            "trainspeed.report.charts; import sys; assert 'torch' not in sys.modules")
+    code = ("import trainspeed.reporting.build, trainspeed.reporting.terminal, trainspeed.reporting.comparison, "
+            "trainspeed.reporting.charts; import sys; assert 'torch' not in sys.modules")
     done = subprocess.run([sys.executable, "-c", code], env={"PYTHONPATH": str(SRC), "PATH": "/usr/bin:/bin"},
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
@@ -265,7 +265,7 @@ def sweep_with_warnings():
 
 
 def test_terminal_table_and_warnings_name_the_batch_of_a_sweep():
-    from trainspeed.report.terminal import NOISE_ADVICE, results_table, warning_lines
+    from trainspeed.reporting.terminal import NOISE_ADVICE, results_table, warning_lines
 
     text = rendered(results_table(sweep_with_warnings()))
     rows = [[cell.strip() for cell in line.split("│")[1:4]] for line in text.splitlines() if "ann" in line]
@@ -311,7 +311,7 @@ def test_a_recorded_cuda_graph_has_its_own_start_up_column(tmp_path):
 
 
 def test_a_case_under_load_is_marked_in_tables_and_headline(tmp_path):
-    from trainspeed.report.terminal import results_table
+    from trainspeed.reporting.terminal import results_table
 
     result = fx.run_result([fx.case("cnn", "cpu", 37.6, under_load=True), fx.case("cnn", "cuda:0", 4.0)])
     assert headlines(single(result)) == [
@@ -330,7 +330,7 @@ def test_a_case_under_load_is_marked_in_tables_and_headline(tmp_path):
 def test_devices_table_reads_recorded_precisions():
     from types import SimpleNamespace
 
-    from trainspeed.report.terminal import devices_table
+    from trainspeed.reporting.terminal import devices_table
 
     cpu = SimpleNamespace(model=fx.CPU_NAME, logical_cores=32, physical_cores=16, usable_cores=32, threads=16,
                           torch_capability="AVX512", features=["avx2"], governor=None, max_mhz=None,
@@ -343,7 +343,7 @@ def test_devices_table_reads_recorded_precisions():
 
 
 def test_the_gpu_settings_a_run_used_are_in_the_machine_section():
-    from trainspeed.report.settings import machine_lines
+    from trainspeed.reporting.settings import machine_lines
 
     result = fx.seeds_run()
     result.environment["gpu_settings"] = "cuDNN autotuning on (torch.backends.cudnn.benchmark)"

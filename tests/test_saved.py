@@ -11,8 +11,8 @@ from safetensors.torch import load_file, save_file
 import trainspeed
 from trainspeed.errors import ModelFileError
 from trainspeed.models import create_model
-from trainspeed.report.build import write_report
-from trainspeed.report.comparison import compare
+from trainspeed.reporting.build import write_report
+from trainspeed.reporting.comparison import compare
 from trainspeed.saved import FORMAT, file_digest, load_model, save_model
 
 

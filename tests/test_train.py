@@ -39,10 +39,17 @@ def test_progress_is_reported_and_partial_batch_is_kept():
     data = DeviceData.from_arrays(images, labels, images, labels, torch.device("cpu"))
     spec = create_model("mlp:1", SHAPE, 2)
     reports = []
+    stats = train_epoch(spec, spec.make_optimizer(spec.network.parameters()), data.train_images, data.train_labels,
+                        batch_size=32, generator=torch.Generator().manual_seed(0),
+                        on_progress=lambda step, steps, loss, acc: reports.append((step, steps, loss)), report_s=0.0)
+    # By the clock: with no time between reports, every step reports; the last always does.
+    assert [(step, steps) for step, steps, _ in reports] == [(1, 3), (2, 3), (3, 3)]  # 32 + 32 + 6 images
+    assert reports[-1][2] == pytest.approx(stats.loss)
+    reports.clear()
     train_epoch(spec, spec.make_optimizer(spec.network.parameters()), data.train_images, data.train_labels,
                 batch_size=32, generator=torch.Generator().manual_seed(0),
-                on_progress=lambda step, steps, loss, acc: reports.append((step, steps)), report_every=2)
-    assert reports == [(2, 3), (3, 3)]  # 32 + 32 + 6 images
+                on_progress=lambda step, steps, loss, acc: reports.append((step, steps, loss)), report_s=3600)
+    assert [(step, steps) for step, steps, _ in reports] == [(3, 3)]
 
 
 def test_same_seed_same_losses_on_cpu(tmp_path):

@@ -11,8 +11,8 @@
 
 __version__ = "0.3.0"
 
-__all__ = ["__version__", "run", "predict", "load_model", "save_model", "RunConfig", "RunResult", "list_models",
-           "list_datasets"]
+__all__ = ["__version__", "run", "predict", "report", "load_model", "save_model", "RunConfig", "RunResult",
+           "list_models", "list_datasets"]
 
 
 def __getattr__(name: str):
@@ -23,6 +23,9 @@ def __getattr__(name: str):
     if name == "predict":
         from .prediction import predict
         return predict
+    if name == "report":
+        from .reporting.report import report
+        return report
     if name == "load_model":
         from .saved import load_model
         return load_model

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import textwrap
 from pathlib import Path
 
 from rich.console import Console
@@ -36,15 +37,50 @@ def _shape(text: str) -> tuple[int, int, int]:
     return height, width, channels
 
 
+# Each subcommand's --help: what it does, what it writes, and examples to copy.
+DESCRIPTIONS = {
+    "devices": ("Lists the CPU (model, cores, threads, instruction sets) and every GPU trainspeed can use, with the "
+                "precisions each supports; where no GPU can be used, says why and how to fix it. Then the engines: "
+                "which Keras backends are installed. Writes nothing.",
+                ["trainspeed devices"]),
+    "run": ("Trains the seeds' models the same way on each device, times every epoch with the device "
+            "synchronized, checks test accuracy, times the trained network answering, and prints a table and "
+            "the headline. Writes OUT/results.json and results.csv (after every case), report.md, report.html "
+            "and charts; with --save-models, OUT/models/*.safetensors.",
+            ["trainspeed run", "trainspeed run --models cnn --devices cpu,cuda --epochs 10 --out results/",
+             "trainspeed run --dataset synthetic --limit 2000 --batch-size 32,256,2048",
+             "trainspeed run --resume results/            # finish a run that was interrupted"]),
+    "predict": ("Classifies your own pictures (PNG, JPEG, any size or mode) with a network saved by "
+                "`trainspeed run --save-models`: prints the top classes with their probabilities, and what was "
+                "done to each picture to fit the model. Writes nothing.",
+                ["trainspeed predict results/models/cnn-cpu-cifar10-b32-fp32.safetensors cat.png dog.jpg",
+                 "trainspeed predict MODEL *.png --top 5 --json > answers.json"]),
+    "report": ("Rebuilds the report of a run from its results file: report.md, a self-contained report.html "
+               "and the PNG charts, beside the file or in --out.",
+               ["trainspeed report results/results.json", "trainspeed report results/ --out shared-report/"]),
+    "compare": ("Puts the results of several machines side by side: a column per machine and device, speedups "
+                "over a baseline, the settings that differ. Writes report.md, report.html and charts in --out.",
+                ["trainspeed compare laptop.json server.json",
+                 "trainspeed compare laptop/ server/ --baseline laptop:cpu --out compare/"]),
+}
+
+
+def _subcommand(commands, name: str, help_text: str) -> argparse.ArgumentParser:
+    description, examples = DESCRIPTIONS[name]
+    return commands.add_parser(name, help=help_text, description=textwrap.fill(description, 78),
+                               epilog="examples:\n" + "\n".join(f"  {example}" for example in examples),
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="trainspeed", description="How much faster does this machine's GPU train a network than its CPU?")
     parser.add_argument("--version", action="version", version=f"trainspeed {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    commands.add_parser("devices", help="list the CPU and GPUs (and why a GPU cannot be used), and the engines")
+    _subcommand(commands, "devices", "list the CPU and GPUs (and why a GPU cannot be used), and the engines")
 
-    run = commands.add_parser("run", help="train the models on each device and compare their speed")
+    run = _subcommand(commands, "run", "train the models on each device and compare their speed")
     run.add_argument("--models", type=_names, default=None,
                      help="comma-separated models: ann, cnn, mlp:N (default: ann,cnn)")
     run.add_argument("--devices", type=_names, default=None,
@@ -86,17 +122,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", default="trainspeed-results",
                      help="folder for results.json and the report (default: %(default)s)")
 
-    predict = commands.add_parser("predict", help="classify your own pictures with a saved model")
+    predict = _subcommand(commands, "predict", "classify your own pictures with a saved model")
     predict.add_argument("model", type=Path, help="a .safetensors file from trainspeed run --save-models")
     predict.add_argument("images", type=Path, nargs="+", help="PNG or JPEG files, any size or mode")
     predict.add_argument("--top", type=int, default=3, help="how many classes to show per image (default: 3)")
     predict.add_argument("--json", action="store_true", help="print JSON for machines instead of a table")
 
-    report = commands.add_parser("report", help="rebuild the report (Markdown, HTML, charts) from a results file")
+    report = _subcommand(commands, "report", "rebuild the report (Markdown, HTML, charts) from a results file")
     report.add_argument("results", type=Path, help="a results.json written by trainspeed run")
     report.add_argument("--out", type=Path, default=None, help="folder for the report (default: the file's folder)")
 
-    compare = commands.add_parser("compare", help="put results from several machines side by side")
+    compare = _subcommand(commands, "compare", "put results from several machines side by side")
     compare.add_argument("results", type=Path, nargs="+", help="results files, e.g. laptop.json server.json")
     compare.add_argument("--baseline", default=None,
                          help="machine:device to compare against, e.g. laptop:cpu (default: the first CPU)")
@@ -108,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_devices(args: argparse.Namespace, console: Console) -> int:
     from .keras_engine.backends import engines_installed
     from .machine.describe import report
-    from .report.terminal import devices_table, engines_table
+    from .reporting.terminal import devices_table, engines_table
 
     console.print(devices_table(report()))
     console.print(engines_table(engines_installed()))
@@ -118,7 +154,7 @@ def cmd_devices(args: argparse.Namespace, console: Console) -> int:
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
     from .config import DEFAULT_MODELS, RunConfig
     from .execute import resume_run, run
-    from .report.terminal import inference_table, results_table, warning_lines
+    from .reporting.terminal import inference_table, results_table, warning_lines
 
     config = RunConfig(
         models=args.models or list(DEFAULT_MODELS), devices=args.devices, dataset=args.dataset,
@@ -137,7 +173,8 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         else:
             result = run(config, console=Console(stderr=True))
     except KeyboardInterrupt:
-        Console(stderr=True).print(f"[yellow]interrupted; the finished cases are in {results_file}[/]")
+        Console(stderr=True).print(f"[yellow]interrupted; the finished cases are in {escape(str(results_file))}; "
+                                   f"finish the run with: trainspeed run --resume {escape(args.out)}[/]")
         return 130
     comparison = _compare([(None, result)], None)
     # Files first: a closed terminal or pipe must not cost the report; a failed report must not cost the table.
@@ -161,20 +198,20 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
 
 
 def _compare(labelled, baseline: str | None):
-    from .report.comparison import compare
+    from .reporting.comparison import compare
 
     return compare(labelled, baseline)
 
 
 def _write_report(comparison, out: Path) -> list[Path]:
-    from .report.build import write_report
+    from .reporting.build import write_report
 
     return write_report(comparison, out)
 
 
 def _print_report(comparison, written: list[Path], console: Console) -> None:
-    from .report.answering import inference_headlines
-    from .report.comparison import engine_effects, headlines, precision_effects
+    from .reporting.answering import inference_headlines
+    from .reporting.comparison import engine_effects, headlines, precision_effects
 
     for sentence in headlines(comparison) + inference_headlines(comparison):
         console.print(f"[bold]{sentence}[/]")
@@ -201,7 +238,7 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_compare(args: argparse.Namespace, console: Console) -> int:
-    from .report.comparison import machine_label
+    from .reporting.comparison import machine_label
     from .results import RunResult
     from .schema import results_file
 
@@ -213,7 +250,7 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> int:
 def cmd_predict(args: argparse.Namespace, console: Console) -> int:
     from .errors import ConfigError
     from .prediction import predict_files
-    from .report.terminal import prediction_table
+    from .reporting.terminal import prediction_table
 
     if args.top < 1:
         raise ConfigError(f"--top must be at least 1, got {args.top}")

@@ -20,9 +20,10 @@ from rich.console import Console
 
 from . import __version__, isolation, output, resume, schema
 from .after_training import MODELS_FOLDER
-from .cases import CaseKey
+from .cases import CaseKey, varying_axes
 from .config import RunConfig
 from .data import Dataset
+from .dataset_info import DatasetInfo
 from .engine.step import DeviceData
 from .errors import ResultsError
 from .fold import fold_case, with_speedups
@@ -33,7 +34,8 @@ from .measure import copy_to_device, measure_repeat
 from .models import check_model
 from .plan import check_plan, load_data, make_config, peaks_key, plan_cases, repeats_to_keep
 from .progress import EpochProgress
-from .results import RESULTS_FILE, SAMPLE_IMAGES, DatasetInfo, Failure, Measurement, RunResult, StartupCost
+from .results import RESULTS_FILE, SAMPLE_IMAGES, Failure, Measurement, RunResult, StartupCost
+from .rows import CSV_FILE, to_csv
 
 
 def dataset_info(data: Dataset) -> DatasetInfo:
@@ -58,6 +60,8 @@ def _fresh_results_path(folder: Path) -> Path:
         stamp = datetime.fromtimestamp((path if path.exists() else models).stat().st_mtime).strftime("%Y%m%d-%H%M%S")
         if path.exists():
             archived = path.replace(path.with_name(f"results-{stamp}.json"))
+        if (folder / CSV_FILE).exists():
+            (folder / CSV_FILE).replace(folder / f"results-{stamp}.csv")
         if models.is_dir():
             models.replace(folder / f"{MODELS_FOLDER}-{stamp}")
             if archived is not None:
@@ -128,6 +132,7 @@ def _run(config: RunConfig, console: Console | None, keep_models: bool, previous
     machine = environment.collect()
     if previous is not None:
         resume.check_machine(previous.environment, machine, path)
+    (console or Console(stderr=True)).print(f"loading the data set ({config.dataset})", highlight=False)
     data, load_s = load_data(config)
     check_plan(config, data)
     if previous is not None:
@@ -151,9 +156,12 @@ def _run(config: RunConfig, console: Console | None, keep_models: bool, previous
     on_device: dict[str, tuple[DeviceData, float]] = {}  # with the seconds the copy took
     try:
         peaks = _peaks(result, config, targets, isolate, progress)
-        for key in plan_cases(config, targets, data):
+        planned = plan_cases(config, targets, data)
+        for number, key in enumerate(planned, 1):
             existing = next((case for case in result.cases if case.key == key), None)
             kept = repeats_to_keep(existing)
+            if kept is not None:
+                progress.message(f"[bold]case {number} of {len(planned)}:[/] {key.label(varying_axes(planned))}")
             if kept is None:
                 progress.message(f"{key.label(('batch_size', 'precision'))}: already measured")
                 continue
@@ -225,6 +233,7 @@ def _peaks(result: RunResult, config: RunConfig, targets: list[str], isolate: bo
                   and precision.unsupported_reason(mode, torch.device(device)) is None]
         if not wanted:
             continue
+        progress.message(f"measuring {device}'s peak FLOP/s and memory bandwidth in {', '.join(wanted)} (for MFU)")
         if isolate:
             peaks.update(isolation.peaks_in_child(config, device, wanted, progress))
             continue
@@ -242,9 +251,12 @@ def _store(result: RunResult, case, path: Path | None) -> None:
 
 
 def _write(result: RunResult, path: Path | None) -> None:
+    """results.json, and results.csv beside it: one row per case and repeat for a spreadsheet."""
     if path is None:
         return
-    try:
-        result.write(path)
-    except OSError as error:
-        raise output.write_error(path, error, resume=True) from None
+    for target, write in ((path, result.write),
+                          (path.with_name(CSV_FILE), lambda at: output.write_atomically(at, to_csv(result.to_rows())))):
+        try:
+            write(target)
+        except OSError as error:
+            raise output.write_error(target, error, resume=True) from None

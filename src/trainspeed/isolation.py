@@ -152,7 +152,7 @@ def _handle_event(line: str, progress) -> dict | None:
     if kind == "epoch":
         progress.start_epoch(event["label"], event["steps"])
     elif kind == "progress":
-        progress.update(event["step"], event["steps"], event["loss"], event["accuracy"])
+        progress.update(event["step"], event["steps"], event["loss"], event["accuracy"], event.get("elapsed_s"))
     elif kind == "message":
         progress.message(event["text"])
     elif kind == "result":
@@ -188,6 +188,7 @@ class EventProgress:
     def __init__(self, stream) -> None:
         self._stream = stream
         self._lock = threading.Lock()  # Keras may report progress from another thread
+        self._started = time.perf_counter()
 
     def emit(self, **event) -> None:
         with self._lock:
@@ -195,10 +196,13 @@ class EventProgress:
             self._stream.flush()
 
     def start_epoch(self, label: str, steps: int) -> None:
+        self._started = time.perf_counter()
         self.emit(event="epoch", label=label, steps=steps)
 
     def update(self, step: int, steps: int, loss: float, accuracy: float) -> None:
-        self.emit(event="progress", step=step, steps=steps, loss=loss, accuracy=accuracy)
+        # The epoch's time so far, read here: events can reach the parent in bunches.
+        self.emit(event="progress", step=step, steps=steps, loss=loss, accuracy=accuracy,
+                  elapsed_s=time.perf_counter() - self._started)
 
     def message(self, text: str) -> None:
         self.emit(event="message", text=text)

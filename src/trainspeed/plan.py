@@ -13,11 +13,48 @@ from .errors import ConfigError
 from .results import CaseResult, Measurement
 from .timing import Timer
 
+# The command line's flag names, as keywords: run(batch_size=32) as `--batch-size 32` (setting -> RunConfig field).
+FLAG_KEYWORDS = {"batch_size": "batch_sizes", "precision": "precisions", "engine": "engines",
+                 "time_budget": "time_budget_s"}
+# Flags that say "not": run(no_download=True) as `--no-download`.
+NEGATED_KEYWORDS = {"no_download": "download", "no_inference": "inference", "no_cuda_graphs": "cuda_graphs",
+                    "in_process": "isolate"}
+_LISTS = ("models", "devices", "batch_sizes", "precisions", "engines")
+
+
+def keyword_settings(settings: dict) -> dict:
+    """RunConfig's fields from keywords named as its fields or as the command line's flags, with one value
+    or several where the flag takes several: models="cnn", batch_size=32, precision="fp32,bf16"."""
+    fields_named = {}
+    for name, value in settings.items():
+        if name in NEGATED_KEYWORDS:
+            name, value = NEGATED_KEYWORDS[name], not value
+        name = FLAG_KEYWORDS.get(name, name)
+        if name in fields_named:
+            raise ConfigError(f"{name} is given twice (as a setting and as its flag's name)")
+        if name in _LISTS and isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        elif name in _LISTS and isinstance(value, int) and not isinstance(value, bool):
+            value = [value]
+        if name == "batch_sizes" and isinstance(value, list) and all(isinstance(v, str) for v in value):
+            try:
+                value = [int(v) for v in value]
+            except ValueError:
+                raise ConfigError(f"batch_size takes whole numbers such as 32 or \"32,256\", got {value}") from None
+        if name == "synthetic_shape" and isinstance(value, str):
+            try:
+                value = tuple(int(part) for part in value.lower().split("x"))
+            except ValueError:
+                raise ConfigError(f"synthetic_shape takes HxWxC such as \"32x32x3\", got {value!r}") from None
+        fields_named[name] = value
+    return fields_named
+
 
 def make_config(config: RunConfig | None = None, **overrides) -> RunConfig:
     if config is not None and overrides:
         raise ConfigError("pass either a RunConfig or keyword settings, not both")
     if config is None:
+        overrides = keyword_settings(overrides)
         valid = {f.name for f in fields(RunConfig)}
         unknown = set(overrides) - valid
         if unknown:

@@ -8,8 +8,10 @@ from typing import Any
 
 from . import schema
 from .cases import CaseKey, Workload, matching
+from .dataset_info import DatasetInfo
 from .errors import ResultsError
 from .output import write_atomically
+from .rows import case_rows, summary_html, summary_text
 
 # 2: the image shape on every case; repeats hold whole measurements.
 SCHEMA_VERSION = 2
@@ -224,35 +226,6 @@ class CaseResult:
 
 
 @dataclass
-class DatasetInfo:
-    name: str
-    source: str
-    train_images: int
-    test_images: int
-    image_shape: list[int]  # (channels, height, width)
-    classes: list[str]
-    matches_release: bool | None
-    accuracy_meaningful: bool
-    notes: list[str] = field(default_factory=list)
-    # The first test images, so a report can show them with predictions: base64 of uint8 NCHW.
-    sample_images_b64: str | None = None
-    sample_labels: list[int] = field(default_factory=list)
-    # A digest of every image and label after --limit: a resumed run must train on the same data.
-    fingerprint: str | None = None
-
-    def sample_images(self):
-        """The sample images as a uint8 (N, H, W, C) array, ready to draw."""
-        import base64
-
-        import numpy as np
-
-        if not self.sample_images_b64:
-            return None
-        raw = np.frombuffer(base64.b64decode(self.sample_images_b64), dtype=np.uint8)
-        return raw.reshape(-1, *self.image_shape).transpose(0, 2, 3, 1)
-
-
-@dataclass
 class RunResult:
     trainspeed_version: str
     created: str
@@ -269,6 +242,27 @@ class RunResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: _plain(getattr(self, f.name)) for f in fields(self) if f.name != "models"}
+
+    def __repr__(self) -> str:
+        return f"RunResult(trainspeed {self.trainspeed_version}, {len(self.cases)} cases)\n{summary_text(self.cases)}"
+
+    def _repr_pretty_(self, printer, cycle: bool) -> None:  # IPython's display: the same short form
+        printer.text("RunResult(...)" if cycle else repr(self))
+
+    def _repr_html_(self) -> str:  # Jupyter's display: the cases' figures, compact
+        return f"<p>trainspeed {self.trainspeed_version}: {len(self.cases)} cases</p>{summary_html(self.cases)}"
+
+    def to_rows(self) -> list[dict[str, Any]]:
+        """One flat row per case and repeat, units in the column names (rows.py): results.csv's rows."""
+        return case_rows(self.cases)
+
+    def to_dataframe(self):
+        """The rows as a pandas DataFrame (pandas is optional: pip install pandas)."""
+        try:
+            import pandas
+        except ImportError:
+            raise ResultsError("to_dataframe needs pandas: pip install pandas (to_rows needs nothing)") from None
+        return pandas.DataFrame(self.to_rows())
 
     def find(self, model: str, device: str, batch_size: int | None = None, precision: str | None = None,
              engine: str | None = None) -> CaseKey:

@@ -17,8 +17,8 @@ from typing import Any
 from . import __version__
 from .config import RunConfig
 from .data import Dataset
+from .dataset_info import DatasetInfo
 from .errors import ResultsError
-from .results import DatasetInfo
 
 # Measured once per run and kept with it, not a property of the machine to compare.
 _NOT_IDENTITY = ("peaks",)

@@ -10,6 +10,7 @@ weights (Keras's glorot-uniform from the same seed number, not trainspeed's gene
 
 from __future__ import annotations
 
+import time
 from contextlib import AbstractContextManager
 from dataclasses import replace
 
@@ -19,7 +20,7 @@ from .. import inference
 from ..cases import CaseKey, repeat_label
 from ..config import RunConfig
 from ..machine import validity
-from ..progress import REPORT_EVERY
+from ..progress import REPORT_SECONDS
 from ..results import SAMPLE_IMAGES, EpochRecord, Failure, Measurement, StartupCost
 from ..stats import first_and_steady, steps_per_epoch
 from ..timing import Timer
@@ -49,6 +50,7 @@ def epoch_clock(keras, timer: Timer, progress, label: str, epochs: int, steps: i
             self.history: list[EpochRecord] = []
             self._epoch: AbstractContextManager | None = None
             self._first: AbstractContextManager | None = None
+            self._next_report = 0.0
 
         def on_epoch_begin(self, epoch, logs=None):
             progress.start_epoch(f"{label}: epoch {epoch + 1}/{epochs}", steps)
@@ -69,7 +71,9 @@ def epoch_clock(keras, timer: Timer, progress, label: str, epochs: int, steps: i
 
         def on_train_batch_end(self, batch, logs=None):
             done = batch + 1
-            if done % REPORT_EVERY == 0 or done == steps:
+            now = time.perf_counter()
+            if done == steps or now >= self._next_report:
+                self._next_report = now + REPORT_SECONDS
                 progress.update(done, steps, float(logs.get("loss", np.nan)), float(logs.get("accuracy", np.nan)))
 
         def on_epoch_end(self, epoch, logs=None):

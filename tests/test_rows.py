@@ -1,0 +1,90 @@
+"""The field's habits from Python: results as rows and CSV, a public report(), keywords named as the flags."""
+
+import csv
+import io
+
+import pytest
+
+import trainspeed
+from trainspeed.errors import ConfigError
+from trainspeed.plan import keyword_settings
+from trainspeed.rows import CASE_COLUMNS, CSV_FILE, case_rows, to_csv
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory):
+    """Two batch sizes, two repeats each, with the keywords a command-line user already knows."""
+    out = tmp_path_factory.mktemp("rows")
+    result = trainspeed.run(models="mlp:1", devices="cpu", dataset="synthetic", limit=64, epochs=1, warmup_steps=1,
+                            synthetic_shape="8x8x1", batch_size="16,32", repeats=2, out=str(out), no_inference=True)
+    return out, result
+
+
+def test_keywords_named_as_the_flags_reach_the_config(swept):
+    _, result = swept
+    config = result.config
+    assert config["models"] == ["mlp:1"] and config["devices"] == ["cpu"] and config["batch_sizes"] == [16, 32]
+    assert tuple(config["synthetic_shape"]) == (8, 8, 1) and config["inference"] is False and config["repeats"] == 2
+    assert keyword_settings({"batch_size": 32, "precision": "fp32,bf16", "engine": "keras-torch", "time_budget": 5,
+                             "in_process": True, "no_download": True}) == {
+        "batch_sizes": [32], "precisions": ["fp32", "bf16"], "engines": ["keras-torch"], "time_budget_s": 5,
+        "isolate": False, "download": False}
+    with pytest.raises(ConfigError, match="batch_sizes is given twice"):
+        keyword_settings({"batch_size": 32, "batch_sizes": [64]})
+    with pytest.raises(ConfigError, match="batch_size takes whole numbers"):
+        keyword_settings({"batch_size": "big"})
+
+
+def test_one_row_per_case_and_repeat_in_the_csv_beside_the_results(swept):
+    out, result = swept
+    rows = result.to_rows()
+    assert len(rows) == 4 and [(r["batch_size"], r["repeat_repeat"]) for r in rows] == [(16, 1), (16, 2), (32, 1),
+                                                                                         (32, 2)]
+    for row in rows:
+        case = result.case("mlp:1", "cpu", batch_size=row["batch_size"])
+        assert row["steady_epoch_s"] == case.steady_epoch_s and row["image_shape"] == "1x8x8"
+        assert row["repeat_steady_epoch_s"] == case.repeats[row["repeat_repeat"] - 1].steady_epoch_s
+        assert row["inference_latency_median_s"] is None and row["status"] == "ok"
+    written = list(csv.DictReader(io.StringIO((out / CSV_FILE).read_text())))
+    assert list(written[0])[:len(CASE_COLUMNS)] == list(CASE_COLUMNS) and len(written) == 4
+    assert float(written[1]["repeat_steady_epoch_s"]) == pytest.approx(rows[1]["repeat_steady_epoch_s"])
+    assert written[0]["error"] == "" and written[0]["model"] == "mlp:1"
+
+
+def test_a_case_that_never_measured_has_one_row_with_its_reason(swept):
+    from dataclasses import replace
+
+    _, result = swept
+    failed = replace(result.cases[0], status="failed", error="out of memory", repeats=[])
+    (row,) = case_rows([failed])
+    assert row["status"] == "failed" and row["error"] == "out of memory" and row["repeat_repeat"] is None
+    assert to_csv([row]).splitlines()[1].startswith("mlp:1,cpu,")
+
+
+def test_to_dataframe_when_pandas_is_there(swept):
+    _, result = swept
+    pandas = pytest.importorskip("pandas")
+    frame = result.to_dataframe()
+    assert isinstance(frame, pandas.DataFrame) and len(frame) == 4 and "steady_epoch_s" in frame
+
+
+def test_report_from_python_writes_what_the_command_writes(swept, tmp_path):
+    out, result = swept
+    written = trainspeed.report(result)
+    assert written[0] == out / "report.md" and (out / "report.html").is_file()
+    assert "seconds per epoch by batch size" in written[0].read_text()
+    # A results file and its folder are one run: the report says so rather than compare it with itself.
+    compared = trainspeed.report([out / "results.json", out], out=tmp_path / "both")
+    assert "not compared with itself" in compared[0].read_text()
+    with pytest.raises(ConfigError, match="give out="):
+        trainspeed.report([result, result])
+
+
+def test_a_result_shows_itself_briefly_in_a_notebook(swept):
+    _, result = swept
+    text = repr(result)
+    assert text.startswith("RunResult(trainspeed ") and len(text) < 1000 and "b64" not in text
+    assert "mlp:1 on cpu (batch 16, fp32, trainspeed): " in text and " s/epoch, " in text
+    html = result._repr_html_()
+    assert html.count("<tr>") == 3 and "steady s/epoch" in html and "base64" not in html and len(html) < 3000
+    assert "sample_images_b64" not in repr(result.dataset)
