@@ -132,7 +132,9 @@ def _run(config: RunConfig, console: Console | None, keep_models: bool, previous
     machine = environment.collect()
     if previous is not None:
         resume.check_machine(previous.environment, machine, path)
-    (console or Console(stderr=True)).print(f"loading the data set ({config.dataset})", highlight=False)
+    announcer = console or Console(stderr=True)
+    if announcer.is_terminal:  # a person watching a blank screen; a log keeps to results and errors
+        announcer.print(f"loading the data set ({config.dataset})", highlight=False)
     data, load_s = load_data(config)
     check_plan(config, data)
     if previous is not None:
