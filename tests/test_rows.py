@@ -6,8 +6,8 @@ import io
 import pytest
 
 import trainspeed
-from trainspeed.errors import ConfigError
-from trainspeed.plan import keyword_settings
+from trainspeed.errors import ConfigError, as_arguments
+from trainspeed.plan import keyword_settings, make_config
 from trainspeed.rows import CASE_COLUMNS, CSV_FILE, case_rows, to_csv
 
 
@@ -33,6 +33,27 @@ def test_keywords_named_as_the_flags_reach_the_config(swept):
         keyword_settings({"batch_size": 32, "batch_sizes": [64]})
     with pytest.raises(ConfigError, match="batch_size takes whole numbers"):
         keyword_settings({"batch_size": "big"})
+
+
+@pytest.mark.parametrize(("settings", "message"), [
+    ({"batch_size": 0}, "batch_size must be at least 1, got 0"),
+    ({"precision": ""}, 'no precision given, e.g. precision="fp32" or precision="fp32,bf16"'),
+    ({"save_models": True, "out": None}, "save_models writes into the run's folder: give out=\"FOLDER\""),
+    ({"cpu_threads": 0}, "cpu_threads must be at least 1, got 0"),
+])
+def test_errors_raised_to_python_name_the_keyword_arguments(settings, message):
+    with pytest.raises(ConfigError) as raised:
+        trainspeed.run(models="ann", **settings)
+    assert str(raised.value) == message
+
+
+def test_commands_in_a_message_stay_commands_and_the_command_line_keeps_its_flags():
+    assert as_arguments("free space and run `trainspeed run --resume out`; --data-dir /d is empty") == (
+        'free space and run `trainspeed run --resume out`; data_dir="/d" is empty')
+    assert as_arguments("use a smaller --synthetic-shape or --limit, or --epochs 2 or more") == (
+        "use a smaller synthetic_shape or limit, or epochs=2 or more")
+    with pytest.raises(ConfigError, match="^--batch-size must be at least 1"):
+        make_config(models=["ann"], batch_sizes=[0])
 
 
 def test_one_row_per_case_and_repeat_in_the_csv_beside_the_results(swept):

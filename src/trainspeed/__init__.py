@@ -10,6 +10,7 @@
 """
 
 import importlib
+import inspect
 
 __version__ = "0.3.0"
 
@@ -28,4 +29,11 @@ def __getattr__(name: str):
     module = _PUBLIC.get(name)
     if module is None:
         raise AttributeError(f"module 'trainspeed' has no attribute {name!r}")
-    return getattr(importlib.import_module(f".{module}", __name__), name)
+    found = getattr(importlib.import_module(f".{module}", __name__), name)
+    if inspect.isfunction(found):
+        # A Python caller passed keywords, not flags: its errors name them so.
+        from .errors import in_python_terms
+
+        found = in_python_terms(found)
+    globals()[name] = found
+    return found

@@ -95,6 +95,6 @@ class RunConfig:
         if len(set(self.engines)) < len(self.engines):
             raise ConfigError(f"an engine is named twice in {','.join(self.engines)}")
         if self.save_models and not self.out:
-            raise ConfigError("--save-models writes into the run's folder: give one with --out")
+            raise ConfigError("--save-models writes into the run's folder: give --out FOLDER")
         if len(self.synthetic_shape) != 3 or min(self.synthetic_shape) < 1:
             raise ConfigError(f"synthetic shape must be three positive sizes HxWxC, got {self.synthetic_shape}")
