@@ -112,7 +112,9 @@ def test_single_run_report_shows_table_values_and_headline(tmp_path):
     write_report(single(fx.seeds_run()), tmp_path)
     markdown = (tmp_path / "report.md").read_text()
     assert f"**On this machine the {fx.GPU_NAME} trains the cnn 9.4x faster than the CPU" in markdown
-    assert f"| cnn | cuda:0<br>{fx.GPU_NAME} | 5.20 | 4.00 | - | 12,500 | - | 9.4x | 70.0% | 900 MiB |" in markdown
+    assert "| model | device | first epoch s | steady s/epoch | steady range s | CV | images/s | MFU | floor s/epoch " \
+           "| speedup vs CPU | test accuracy | peak memory MiB |" in markdown
+    assert f"| cnn | cuda:0<br>{fx.GPU_NAME} | 5.20 | 4.00 | - | - | 12,500 | - | - | 9.4x | 70.0% | 900 |" in markdown
     assert "GPU cuda:0: NVIDIA H100 80GB HBM3, 80.00 GiB, compute capability 9.0, driver 570.86" in markdown
 
 
@@ -126,7 +128,8 @@ def test_exercise_report_has_the_filled_in_exercise_table(tmp_path):
 def test_failed_case_is_in_the_table_and_the_rest_reported(tmp_path):
     write_report(single(fx.failed_run()), tmp_path)
     page = (tmp_path / "report.html").read_text()
-    flagged = '<td class="flag">failed: out of memory on cuda:0 at batch size 32; try a smaller --batch-size</td>'
+    flagged = ('<td class="flag" data-label="first epoch s">failed: out of memory on cuda:0 at batch size 32; '
+               'try a smaller <code class="flag-name">--batch-size</code></td>')
     assert flagged in page
     assert "37.60" in page
 
@@ -154,8 +157,9 @@ def test_report_and_compare_commands(tmp_path):
     done = trainspeed("compare", "laptop.json", "server.json", "--baseline", "laptop:cpu", "--out", "cmp", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     markdown = (tmp_path / "cmp" / "report.md").read_text()
-    assert "| model | data | batch | precision | laptop:cpu | server:cpu | server:cuda:0 |" in markdown
-    assert "| cnn | cifar10 | 32 | fp32 | 36.00 s<br>1.00x | 15.00 s<br>2.4x | 4.00 s<br>9.0x |" in markdown
+    assert ("| model | data | batch | precision | laptop:cpu s/epoch | server:cpu s/epoch | server:cuda:0 s/epoch "
+            "| server:cpu speedup | server:cuda:0 speedup |") in markdown
+    assert "| cnn | cifar10 | 32 | fp32 | 36.00 | 15.00 | 4.00 | 2.4x | 9.0x |" in markdown
     assert "cnn on cifar10 (50,000 training images of 3x32x32) at batch 256 in fp32: only in laptop" in markdown
 
 
@@ -289,9 +293,15 @@ def test_report_warnings_and_start_up_table_name_the_batch_of_a_sweep(tmp_path):
                                                          steady_step_s=0.01)) for case in result.cases]
     write_report(single(result), tmp_path)
     markdown = (tmp_path / "report.md").read_text()
-    assert "- ann on cpu, batch 8: the CPU governor is powersave\n- ann on cpu, batch 32: the CPU" in markdown
-    assert "| model | batch | device | Python + imports |" in markdown
-    assert "| ann | 8 | cpu | 1.50 s | 0.50 s | - | 0.20 s | 10.00 ms | 2.19 s |" in markdown
+    # Each warning in its row, named by the case; the page shows it in a row of its own beneath.
+    assert "| 70.0% | 900 | ann on cpu, batch 8: the CPU governor is powersave |" in markdown
+    assert "| 70.0% | 900 | ann on cpu, batch 32: the CPU governor is powersave |" in markdown
+    assert "| 70.0% | 900 |  |" in markdown  # the GPU's row has none
+    page = (tmp_path / "report.html").read_text()
+    assert ('</tr>\n<tr class="note"><td colspan="13">ann on cpu, batch 8: the CPU governor is powersave</td></tr>'
+            in page.replace("</tr><tr", "</tr>\n<tr"))
+    assert "| model | batch | device | Python + imports s |" in markdown
+    assert "| ann | 8 | cpu | 1.50 | 0.50 | - | 0.20 | 10.00 | 2.19 |" in markdown
 
 
 def test_a_recorded_cuda_graph_has_its_own_start_up_column(tmp_path):
@@ -304,10 +314,11 @@ def test_a_recorded_cuda_graph_has_its_own_start_up_column(tmp_path):
                        for case in result.cases]
     write_report(single(result), tmp_path)
     markdown = (tmp_path / "report.md").read_text()
-    assert "| model | device | Python + imports | data to device | model build | CUDA graph record |" in markdown
+    assert ("| model | device | Python + imports s | data to device s | model build s | CUDA graph record s "
+            "| first step s | steady step ms |") in markdown
     # 1.5 + 0.5 + 0.3 + 0.4 + (0.2 - 0.01)
-    assert "| ann | cuda:0<br>" in markdown and "| 0.40 s | 0.20 s | 10.00 ms | 2.89 s |" in markdown
-    assert "| 0.30 s | - | 0.20 s | 10.00 ms | 2.49 s |" in markdown  # the CPU recorded none
+    assert "| ann | cuda:0<br>" in markdown and "| 0.40 | 0.20 | 10.00 | 2.89 |" in markdown
+    assert "| 0.30 | - | 0.20 | 10.00 | 2.49 |" in markdown  # the CPU recorded none
 
 
 def test_a_case_under_load_is_marked_in_tables_and_headline(tmp_path):
@@ -323,8 +334,8 @@ def test_a_case_under_load_is_marked_in_tables_and_headline(tmp_path):
     assert "4.00 under load" not in text
     write_report(single(result), tmp_path)
     page = (tmp_path / "report.html").read_text()
-    assert '<td class="flag">37.60<br>under load</td>' in page
-    assert '<td class="flag">4.00' not in page
+    assert '<td class="flag" data-label="steady s/epoch">37.60<br>under load</td>' in page
+    assert '<td class="flag" data-label="steady s/epoch">4.00' not in page
 
 
 def test_devices_table_reads_recorded_precisions():
@@ -349,3 +360,46 @@ def test_the_gpu_settings_a_run_used_are_in_the_machine_section():
     result.environment["gpu_settings"] = "cuDNN autotuning on (torch.backends.cudnn.benchmark)"
     assert "GPU settings: cuDNN autotuning on (torch.backends.cudnn.benchmark)" in machine_lines(None, result)
     assert not any(line.startswith("GPU settings") for line in machine_lines(None, fx.seeds_run()))
+
+
+def _nested(text: str) -> bool:
+    depth = 0
+    for char in text:
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if depth > 1:
+            return True
+        depth = max(depth, 0)
+    return False
+
+
+@pytest.mark.parametrize("build", [
+    lambda: single(fx.seeds_run()), lambda: single(fx.batch_sweep_run()), lambda: single(fx.failed_run()),
+    lambda: single(sweep_with_warnings()),
+    lambda: compare([("laptop", fx.laptop_and_server()[0]), ("server", fx.laptop_and_server()[1])]),
+])
+def test_no_sentence_nests_parentheses_even_around_trademarked_names(tmp_path, build):
+    from trainspeed.reporting.build import build_blocks
+    from trainspeed.reporting.document import Bullets, Paragraph, Table
+
+    texts = []
+    for block in build_blocks(build(), tmp_path):
+        texts += ([block.text] if isinstance(block, Paragraph) else block.items if isinstance(block, Bullets)
+                  else [block.caption] if isinstance(block, Table) else [])
+    assert texts and not [text for text in texts if _nested(text)]
+    assert "server:cpu (Intel Xeon Processor) trains the ann 2.2x faster" in " ".join(texts) or "laptop" not in \
+        " ".join(texts)
+
+
+def test_the_speedup_column_only_with_something_to_compare_and_one_unit_a_column(tmp_path):
+    from trainspeed.reporting.terminal import results_table
+
+    alone = fx.run_result([fx.case("cnn", "cpu", 37.6, peak_memory_bytes=3 * 2**30),
+                           fx.case("ann", "cpu", 44.0, peak_memory_bytes=512 * 2**20)], gpus=False)
+    write_report(single(alone), tmp_path)
+    markdown = (tmp_path / "report.md").read_text()
+    header = next(line for line in markdown.splitlines() if line.startswith("| model | device |"))
+    assert "speedup" not in header and header.endswith("| test accuracy | peak memory GiB |")
+    assert "| 70.0% | 3.00 |" in markdown and "| 70.0% | 0.50 |" in markdown  # GiB both, not GiB and MiB
+    assert "speedup" not in rendered(results_table(alone))
+    paired = fx.run_result([fx.case("cnn", "cpu", 37.6), fx.case("cnn", "cuda:0", 4.0, speedup_vs_cpu=9.4)])
+    assert "speedup vs CPU" in rendered(results_table(paired)) and "9.4x" in rendered(results_table(paired))

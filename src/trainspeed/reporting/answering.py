@@ -71,6 +71,10 @@ def inference_table(comparison: Comparison, lead, lead_headers: list[str]) -> Ta
     """Every case that timed inference: latency (median, p95, first call) and throughput, and the
     ratios against the baseline device's."""
     rows = []
+    # The ratios only where a device answered beside the baseline's.
+    compared = any(_answered(cells.get(comparison.baseline or "")) and _answered(cells.get(column))
+                   for cells in comparison.rows.values() for column in comparison.columns
+                   if column != comparison.baseline)
     for key, cells in comparison.rows.items():
         base = cells.get(comparison.baseline or "")
         for column in comparison.columns:
@@ -78,23 +82,23 @@ def inference_table(comparison: Comparison, lead, lead_headers: list[str]) -> Ta
             if not _answered(case):
                 continue
             figures = case.inference
-            ratio = "-"
+            one, batch = "-", "-"
             if _answered(base) and column != comparison.baseline:
-                parts = [f"{times(base.inference.latency_median_s / figures.latency_median_s)} one image"]
+                one = times(base.inference.latency_median_s / figures.latency_median_s)
                 if figures.images_per_s and base.inference.images_per_s:
-                    parts.append(f"{times(figures.images_per_s / base.inference.images_per_s)} batch")
-                ratio = "\n".join(parts)
-            rate = rate_text(figures.images_per_s)
-            if figures.images_per_s:
-                rate += f"\nat batch {figures.batch_size}"
+                    batch = times(figures.images_per_s / base.inference.images_per_s)
             rows.append(lead(comparison, key) + [
                 column, milliseconds(figures.latency_median_s), milliseconds(figures.latency_p95_s),
-                milliseconds(figures.first_latency_s), rate, milliseconds(figures.first_batch_s), ratio]
+                milliseconds(figures.first_latency_s), rate_text(figures.images_per_s),
+                str(figures.batch_size) if figures.images_per_s else "-", milliseconds(figures.first_batch_s)]
+                + ([one, batch] if compared else [])
                 + ([figures.note or ""] if any(c.inference and c.inference.note for c in _every(comparison)) else []))
     if not rows:
         return None
     headers = lead_headers + ["device", "1 image median", "1 image p95", "1 image first call", "images/s",
-                              "batch first call", f"faster than {comparison.baseline}"]
+                              "at batch", "batch first call"]
+    headers += [f"1 image faster than {comparison.baseline}", f"batch faster than {comparison.baseline}"] if (
+        compared) else []
     if any(c.inference and c.inference.note for c in _every(comparison)):
         headers.append("note")
     return Table(headers, rows, "the trained network answering: one image per call, and a large batch",

@@ -13,7 +13,7 @@ from .answering import INFERENCE_EXPLAINED, inference_headlines, inference_table
 from .comparison import Comparison, crossovers, engine_effects, headlines, pivots, precision_effects
 from .document import Block, Bullets, Heading, Image, Paragraph, Table, to_html, to_markdown
 from .settings import machine_lines, run_settings, settings_table
-from .units import LOAD_ADVICE, bytes_text, seconds_cell, times
+from .units import LOAD_ADVICE, memory_column, rate_text, seconds_cell, times
 
 REPORT_MD = "report.md"
 REPORT_HTML = "report.html"
@@ -29,21 +29,34 @@ def _accuracy(case: CaseResult) -> str:
     return f"{case.test_accuracy:.1%}" + ("" if case.accuracy_meaningful else " *")
 
 
-def _main_table(comparison: Comparison) -> Table:
-    headers = _lead_headers(comparison) + [
-        "device", "first epoch s", "steady s/epoch", "images/s", "MFU (floor s)",
-        f"speedup vs {'CPU' if comparison.baseline == 'cpu' else comparison.baseline}",
-        "test accuracy", "peak memory"]
-    headers.insert(headers.index("images/s"), "spread")
-    rows, flagged = [], set()
-    for key, column, case in _measured(comparison):
+def _compares(comparison: Comparison) -> bool:
+    """Whether any row has a device to set beside the baseline: the speedup column is shown only then."""
+    return any(comparison.pace(key, column) for key in comparison.rows for column in comparison.columns
+               if column != comparison.baseline)
+
+
+def _main_table(comparison: Comparison, axes) -> Table:
+    measured = _measured(comparison)
+    memory_unit, memory = memory_column([case.peak_memory_bytes for _, _, case in measured if case.ok])
+    speedup = _compares(comparison)
+    figures = ["first epoch s", "steady s/epoch", "steady range s", "CV", "images/s", "MFU", "floor s/epoch"]
+    figures += [f"speedup vs {'CPU' if comparison.baseline == 'cpu' else comparison.baseline}"] if speedup else []
+    figures += ["test accuracy", f"peak memory {memory_unit}"]
+    headers = _lead_headers(comparison) + ["device"] + figures
+    rows, flagged, notes = [], set(), {}
+    for key, column, case in measured:
         lead = _lead(comparison, key)
         device = f"{column}\n{case.device_name}" if case.device_name else column
+        # Each warning goes with the row it qualifies, named by the case, so that it still reads on its own.
+        case_notes = [f"{CaseKey(case.workload, column).label(axes)}: {warning}" for warning in case.warnings]
+        if case_notes:
+            notes[len(rows)] = case_notes
         if not case.ok:
             flagged.add((len(rows), len(lead) + 1))
-            rows.append(lead + [device, f"{case.status}: {case.error or 'no reason recorded'}"] + [""] * 7)
+            rows.append(lead + [device, f"{case.status}: {case.error or 'no reason recorded'}"]
+                        + [""] * (len(figures) - 1))
             continue
-        first = seconds_cell(case.first_epoch_s) + (" (warmed up)" if case.warmup_steps else "")
+        first = seconds_cell(case.first_epoch_s) + ("\nwarmed up" if case.warmup_steps else "")
         steady = seconds_cell(case.steady_epoch_s) + (
             f"\nprojected from {case.measured_steps} steps" if case.projected else "")
         if comparison.per_image(key):
@@ -51,23 +64,25 @@ def _main_table(comparison: Comparison) -> Table:
         if case.under_load:
             steady += "\nunder load"
             flagged.add((len(rows), len(lead) + 2))
+        spread, cv = _spread(case)
         if case.noisy:
-            flagged.add((len(rows), len(lead) + 3))
-        rows.append(lead + [device, first, steady, _spread(case),
-                            f"{case.images_per_s:,.0f}" if case.images_per_s else "-", _mfu(case),
-                            _ratio(comparison, key, column), _accuracy(case), bytes_text(case.peak_memory_bytes)])
-    every_case = [case for cells in comparison.rows.values() for case in cells.values()]
-    caption = "steady = median of the epochs after the first"
+            flagged.add((len(rows), len(lead) + 4))
+        cells = [first, steady, spread, cv, rate_text(case.images_per_s),
+                 f"{case.mfu:.0%}" if case.mfu is not None else "-", seconds_cell(case.floor_epoch_s)]
+        cells += [_ratio(comparison, key, column)] if speedup else []
+        rows.append(lead + [device] + cells + [_accuracy(case), memory(case.peak_memory_bytes)])
+    every_case = [case for _, _, case in measured]
+    caption = "steady = median of the epochs after the first; range and CV = its spread"
     if any(comparison.per_image(key) for key in comparison.rows):
         caption += ("; per image = compared in images/s, because the files trained on different numbers of "
                     "images, so their epochs are not compared")
     if any(case.under_load for case in every_case):
-        caption += f"; under load = measured while other programs used the CPU, so too slow ({LOAD_ADVICE})"
+        caption += f"; under load = measured while other programs used the CPU, so too slow: {LOAD_ADVICE}"
     if any(not case.accuracy_meaningful for case in every_case):
         caption += "; * random data: accuracy means nothing"
     caption += ("; MFU = achieved FLOP/s over the device's measured matmul peak in the case's precision; "
-                "floor = the least time an epoch can take (FLOPs / peak or bytes / bandwidth)")
-    return Table(headers, rows, caption, flagged, text_columns=len(headers) - 8)
+                "floor = the least time an epoch can take, FLOPs over peak or bytes over bandwidth")
+    return Table(headers, rows, caption, flagged, text_columns=len(_lead_headers(comparison)) + 1, notes=notes)
 
 
 def _ratio(comparison: Comparison, key: Workload, column: str) -> str:
@@ -77,19 +92,13 @@ def _ratio(comparison: Comparison, key: Workload, column: str) -> str:
     return times(found.ratio) + (" per image" if found.per_image else "")
 
 
-def _mfu(case: CaseResult) -> str:
-    if case.mfu is None:
-        return "-"
-    return f"{case.mfu:.0%}" + (f"\n({seconds_cell(case.floor_epoch_s)})" if case.floor_epoch_s else "")
-
-
-def _spread(case: CaseResult) -> str:
+def _spread(case: CaseResult) -> tuple[str, str]:
+    """The steady time's range in seconds, and its coefficient of variation over repeats or epochs."""
     if case.steady_cv is None:
-        return "-"
-    text = (f"{seconds_cell(case.steady_min_s)}-{seconds_cell(case.steady_max_s)}\nCV {case.steady_cv:.1%} "
-            f"over {len(case.repeats)} repeats" if case.spread_of == "repeats" else
-            f"{seconds_cell(case.steady_min_s)}-{seconds_cell(case.steady_max_s)}\nCV {case.steady_cv:.1%} over epochs")
-    return text + ("\nnoisy" if case.noisy else "")
+        return "-", "-"
+    over = f"over {len(case.repeats)} repeats" if case.spread_of == "repeats" else "over epochs"
+    return (f"{seconds_cell(case.steady_min_s)}-{seconds_cell(case.steady_max_s)}",
+            f"{case.steady_cv:.1%}\n{over}" + ("\nnoisy" if case.noisy else ""))
 
 
 NOISE_EXPLAINED = (
@@ -135,7 +144,7 @@ def _startup_table(comparison: Comparison) -> Table | None:
         return None
 
     def cell(value: float | None) -> str:
-        return f"{seconds_cell(value)} s" if value is not None else "-"
+        return seconds_cell(value) if value is not None else "-"
 
     # Recording a CUDA graph is its own column where any case recorded one.
     # Recording a CUDA graph, importing Keras and tuning CPU kernels are columns where any case paid them.
@@ -144,10 +153,10 @@ def _startup_table(comparison: Comparison) -> Table | None:
                 if any(getattr(case.startup, part) is not None for _, _, case in cases)]
     rows = [_lead(comparison, key) + [column, cell(s.process_s), cell(s.data_s), cell(s.build_s)]
             + [cell(getattr(s, part)) for _, part in optional]
-            + [cell(s.first_step_s), f"{s.steady_step_s * 1e3:.2f} ms" if s.steady_step_s else "-", cell(s.total_s)]
+            + [cell(s.first_step_s), f"{s.steady_step_s * 1e3:.2f}" if s.steady_step_s else "-", cell(s.total_s)]
             for key, column, case in cases for s in [case.startup]]
-    headers = _lead_headers(comparison) + ["device", "Python + imports", "data to device", "model build"] + [
-        name for name, _ in optional] + ["first step", "steady step", "start-up total"]
+    headers = _lead_headers(comparison) + ["device", "Python + imports s", "data to device s", "model build s"] + [
+        f"{name} s" for name, _ in optional] + ["first step s", "steady step ms", "start-up total s"]
     return Table(headers, rows, "paid once per process, from its first repeat; total = the parts plus the first "
                  "step's excess over a steady one", text_columns=len(headers) - 6 - len(optional))
 
@@ -167,29 +176,38 @@ def _repeats_table(comparison: Comparison) -> Table | None:
                  text_columns=len(headers) - 4)
 
 
-def _comparison_table(comparison: Comparison) -> Table:
-    headers = ["model", "data", "batch", "precision"] + comparison.columns
-    rows = []
-    for key, cells in comparison.rows.items():
-        row = [key.model, key.dataset, str(key.batch_size), key.precision]
-        for column in comparison.columns:
-            case = cells.get(column)
-            found = comparison.pace(key, column)
-            if case is None:
-                row.append("-")
-            elif not case.ok:
-                row.append(case.status)
-            elif comparison.per_image(key):
-                row.append(f"{case.images_per_s:,.0f} images/s\nof {case.train_images:,}"
-                           + (f"\n{times(found.ratio)}" + (" per image" if found.per_image else "") if found else ""))
-            else:
-                row.append(f"{seconds_cell(case.steady_epoch_s)} s" + (f"\n{times(found.ratio)}" if found else ""))
-        rows.append(row)
-    caption = f"steady seconds per epoch, and speedup over {comparison.baseline}"
-    if any(comparison.per_image(key) for key in comparison.rows):
-        caption += ("; where the files trained on different numbers of images: images/s, of how many, and the "
-                    "speedup per image (their epochs are not compared)")
-    return Table(headers, rows, caption, text_columns=4)
+def _comparison_tables(comparison: Comparison) -> list[Table]:
+    """Each machine's figure and its speedup over the baseline, one unit per column: seconds per epoch where
+    the files trained alike, images/s in a table of their own where they trained on different numbers of images."""
+    others = [column for column in comparison.columns if column != comparison.baseline]
+    tables = []
+    for per_image in (False, True):
+        keys = [key for key in comparison.rows if comparison.per_image(key) == per_image]
+        if not keys:
+            continue
+        unit = "images/s" if per_image else "s/epoch"
+        headers = ["model", "data", "batch", "precision"] + [f"{column} {unit}" for column in comparison.columns]
+        headers += [f"{column} speedup" for column in others]
+        rows = []
+        for key in keys:
+            cells = comparison.rows[key]
+            row = [key.model, key.dataset, str(key.batch_size), key.precision]
+            for column in comparison.columns:
+                case = cells.get(column)
+                if case is None:
+                    row.append("-")
+                elif not case.ok:
+                    row.append(case.status)
+                else:
+                    row.append(f"{rate_text(case.images_per_s)}\nof {case.train_images:,}" if per_image
+                               else seconds_cell(case.steady_epoch_s))
+            row += [times(found.ratio) if (found := comparison.pace(key, column)) else "-" for column in others]
+            rows.append(row)
+        caption = (f"steady seconds per epoch, and speedup over {comparison.baseline}" if not per_image else
+                   f"the files trained on different numbers of images, so their epochs are not compared: images/s, "
+                   f"of how many images, and the speedup per image over {comparison.baseline}")
+        tables.append(Table(headers, rows, caption, text_columns=4))
+    return tables
 
 
 def _pick_case(cells: dict[str, CaseResult], fields: tuple[str, ...]) -> tuple[str, CaseResult] | None:
@@ -219,10 +237,13 @@ def build_blocks(comparison: Comparison, out_dir: Path) -> list[Block]:
     else:
         blocks += [Heading("Settings"), settings_table(comparison)]
 
+    measured = _measured(comparison)
+    # Named by column and by every axis that varies, so that a sweep's cases can be told apart.
+    axes = varying_axes([CaseKey(case.workload, column) for _, column, case in measured])
     blocks.append(Heading("Results"))
-    blocks.append(_main_table(comparison))
+    blocks.append(_main_table(comparison, axes))
     if not comparison.single_machine:
-        blocks.append(_comparison_table(comparison))
+        blocks += _comparison_tables(comparison)
     if comparison.not_comparable:
         blocks += [Paragraph("Not comparable (no counterpart with the same model, data set, image shape, image counts, "
                              "batch size and precision; image counts alone are compared per image):"),
@@ -243,19 +264,11 @@ def build_blocks(comparison: Comparison, out_dir: Path) -> list[Block]:
     if saved := saved_models(comparison):
         blocks += [Heading("Saved models", 3), Paragraph("For trainspeed predict, in the run's folder:"),
                    Bullets(saved)]
-    measured = _measured(comparison)
     every_case = [case for _, _, case in measured]
     if any(case.noisy for case in every_case):
         blocks.append(Paragraph(NOISE_EXPLAINED, "warning"))
     if any(case.projected for case in every_case):
         blocks.append(Paragraph(PROJECTION_EXPLAINED))
-    # Named by column and by every axis that varies, so that a sweep's warnings can be told apart.
-    keys = [CaseKey(case.workload, column) for _, column, case in measured]
-    axes = varying_axes(keys)
-    warnings = [f"{key.label(axes)}: {warning}"
-                for key, (_, _, case) in zip(keys, measured, strict=True) for warning in case.warnings]
-    if warnings:
-        blocks += [Heading("Validity warnings", 3), Bullets(warnings)]
     found = crossovers(comparison)
     blocks += [Paragraph(crossing.sentence, "headline") for crossing in found]
 

@@ -7,11 +7,12 @@ from pathlib import Path
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from ..cases import Workload
 from ..output import replacing
 from .comparison import Comparison, Crossover
-from .units import seconds_phrase, times
+from .units import plain_name, seconds_phrase, times
 
 # Okabe-Ito: distinguishable with the common colour-vision deficiencies.
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
@@ -40,7 +41,12 @@ def row_label(key: Workload, comparison: Comparison) -> str:
 
 def _legend_name(comparison: Comparison, column: str) -> str:
     name = comparison.device_names.get(column)
-    return f"{column} ({name})" if name else column
+    return f"{column} ({plain_name(name)})" if name else column
+
+
+def _bars_width(groups: int, series: int) -> float:
+    """Inches: room under each group for its two-line label however few bars it has, plus the legend's."""
+    return max(6.0, groups * max(1.1, 0.65 * series) + 3.5)
 
 
 def _grouped_bars(axes, groups: list[str], series: dict[str, list[float | None]], value_format) -> None:
@@ -70,7 +76,7 @@ def epoch_time_chart(comparison: Comparison, path: Path) -> Path | None:
         ]
         for column in comparison.columns
     }
-    figure = _figure(max(6.0, 1.3 * len(keys) * max(1, len(series)) / 2 + 3), 4.2)
+    figure = _figure(_bars_width(len(keys), len(series)), 4.2)
     axes = figure.add_subplot()
     _grouped_bars(axes, [row_label(k, comparison) for k in keys], series, seconds_phrase)
     axes.set_ylabel("seconds per epoch (steady; lower is better)")
@@ -85,9 +91,10 @@ def speedup_chart(comparison: Comparison, path: Path) -> Path | None:
     series = {_legend_name(comparison, column): [comparison.speedup(key, column) for key in keys] for column in others}
     if not any(v for values in series.values() for v in values):
         return None
-    figure = _figure(max(6.0, 1.3 * len(keys) * max(1, len(series)) / 2 + 3), 4.2)
+    figure = _figure(_bars_width(len(keys), len(series)), 4.2)
     axes = figure.add_subplot()
     _grouped_bars(axes, [row_label(k, comparison) for k in keys], series, times)
+    axes.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}x"))
     axes.axhline(1.0, color="#555555", linewidth=1, linestyle="--")
     axes.text(axes.get_xlim()[1], 1.0, f"  {comparison.baseline} = 1x", va="center", fontsize=8, color="#555555")
     per_image = any(comparison.per_image(key) for key in keys)
@@ -199,6 +206,11 @@ def throughput_chart(comparison: Comparison, found: list[Crossover], path: Path)
     axes.set_xscale("log", base=2)
     axes.set_yscale("log")
     axes.set_xticks(comparison.batch_sizes(), [str(b) for b in comparison.batch_sizes()])
+    axes.xaxis.set_minor_formatter(NullFormatter())
+    # A log axis labels itself 10^3 by default: a reader wants 1,000 images/s, and 2,000 and 5,000 between.
+    axes.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axes.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:,.0f}" if value >= 1 else f"{value:g}"))
+    axes.yaxis.set_minor_formatter(NullFormatter())
     axes.set_xlabel("batch size")
     axes.set_ylabel("training images per second (higher is better)")
     axes.set_title("Throughput by batch size")

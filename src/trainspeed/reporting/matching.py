@@ -15,6 +15,7 @@ from ..config import ENGINES, PRECISIONS
 from ..errors import ConfigError
 from ..results import CaseResult, RunResult
 from ..stats import speedup
+from .units import plain_name
 
 # How a workload's fields are named to a reader.
 FIELD_NAMES = {"model": "model", "dataset": "data set", "image_shape": "image shape",
@@ -116,7 +117,7 @@ class Comparison:
             return "the CPU"
         if self.single_machine:
             return f"the {name}" if name else column
-        return f"{column} ({name})" if name else column
+        return f"{column} ({plain_name(name)})" if name else column
 
     def short(self, column: str) -> str:
         """A column named a second time in a sentence: 'the CPU' on one machine, 'laptop:cpu' across several."""

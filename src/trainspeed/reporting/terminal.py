@@ -9,7 +9,7 @@ from rich.table import Table
 
 from ..cases import varying_axes
 from ..results import CaseResult, RunResult
-from .units import LOAD_ADVICE, milliseconds, rate_text, seconds_cell
+from .units import LOAD_ADVICE, milliseconds, plain_name, rate_text, seconds_cell, times
 
 if TYPE_CHECKING:
     # Only the types: the report reads what was recorded and must not import torch to do so.
@@ -77,17 +77,18 @@ def _accuracy(case: CaseResult) -> str:
     return text if case.accuracy_meaningful else f"[dim]{text}*[/]"
 
 
-def steady_text(case: CaseResult, markup: bool = False) -> str:
-    """The steady time with what qualifies it: its spread, noise, load, or that it is projected."""
+def _steady(case: CaseResult) -> str:
+    """The steady time with what qualifies it: that it is projected, or was measured under load."""
     text = seconds_cell(case.steady_epoch_s)
     if case.projected:
-        text += f" (projected from {case.measured_steps} steps)"
-    if case.steady_cv is not None:
-        text += f" ±{case.steady_cv:.1%}"
-    for flag, shown in ((case.noisy, "noisy"), (case.under_load, "under load")):
-        if flag:
-            text += f" [yellow]{shown}[/]" if markup else f" {shown}"
-    return text
+        text += f" projected from {case.measured_steps} steps"
+    return text + (" [yellow]under load[/]" if case.under_load else "")
+
+
+def _cv(case: CaseResult) -> str:
+    if case.steady_cv is None:
+        return "-"
+    return f"{case.steady_cv:.1%}" + (" [yellow]noisy[/]" if case.noisy else "")
 
 
 def results_table(result: RunResult) -> Table:
@@ -103,15 +104,20 @@ def results_table(result: RunResult) -> Table:
     # A sweep's rows are told apart only by the axes it varies, so each gets a column.
     show_batch = "batch_size" in varying_axes([case.key for case in result.cases])
     show_engine = {case.engine for case in result.cases} not in (set(), {"trainspeed"})
+    # A column only where it has something to say: a spread where there is one, a speedup where a device
+    # was set beside the CPU.
+    show_cv = any(case.steady_cv is not None for case in result.cases)
+    show_speedup = any(case.speedup_vs_cpu for case in result.cases)
     for name, justify in (("model", "left"), *((("batch", "right"),) if show_batch else ()),
                           *((("precision", "left"),) if show_precision else ()),
                           *((("engine", "left"),) if show_engine else ()),
                           ("device", "left"), ("first epoch s", "right"),
-                          ("steady s/epoch", "right"), ("images/s", "right"), ("MFU", "right"),
-                          ("speedup vs CPU", "right"), ("test accuracy", "right")):
+                          ("steady s/epoch", "right"), *((("CV", "right"),) if show_cv else ()),
+                          ("images/s", "right"), ("MFU", "right"),
+                          *((("speedup vs CPU", "right"),) if show_speedup else ()), ("test accuracy", "right")):
         table.add_column(name, justify=justify)
     names = {case.device: case.device_name for case in result.cases if case.device_name}
-    caption = [f"{device}: {name}" for device, name in names.items()]
+    caption = [f"{device}: {plain_name(name)}" for device, name in names.items()]
     if any(not case.accuracy_meaningful for case in result.cases):
         caption.append("* random data: accuracy means nothing")
     if any(case.under_load for case in result.cases):
@@ -129,10 +135,10 @@ def results_table(result: RunResult) -> Table:
         if case.warmup_steps:
             first += " [dim](warmed up)[/]"
         table.add_row(
-            *lead, first, steady_text(case, markup=True),
+            *lead, first, _steady(case), *([_cv(case)] if show_cv else []),
             f"{case.images_per_s:,.0f}" if case.images_per_s else "-",
             f"{case.mfu:.0%}" if case.mfu is not None else "-",
-            f"{case.speedup_vs_cpu:.1f}x" if case.speedup_vs_cpu else "-",
+            *([times(case.speedup_vs_cpu) if case.speedup_vs_cpu else "-"] if show_speedup else []),
             _accuracy(case),
         )
     return table

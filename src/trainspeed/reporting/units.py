@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 LOAD_ADVICE = "close other programs, set --cpu-threads, or use --repeats"
 
 
@@ -35,9 +37,24 @@ def bytes_text(value: int | None) -> str:
     return f"{value / 2**30:.2f} GiB" if value >= 2**30 else f"{value / 2**20:.0f} MiB"
 
 
+def memory_column(values: list[int | None]) -> tuple[str, object]:
+    """One unit for a whole column of byte counts: GiB where the largest is at least 1 GiB, else MiB."""
+    largest = max((value for value in values if value), default=0)
+    unit, scale, digits = ("GiB", 2**30, 2) if largest >= 2**30 else ("MiB", 2**20, 0)
+    return unit, lambda value: f"{value / scale:,.{digits}f}" if value else "-"
+
+
 def times(ratio: float) -> str:
     """A speed ratio: "1.14x" near parity, where one decimal would round a real difference away; "9.4x" beyond."""
     return f"{ratio:.2f}x" if ratio < 2 else f"{ratio:.1f}x"
+
+
+def plain_name(name: str) -> str:
+    """A device's name as a sentence can hold it in parentheses: 'Intel(R) Xeon(R) Gold' as 'Intel Xeon Gold'.
+    The trademark marks go, and any other bracketed part follows a comma, so no parentheses nest."""
+    name = re.sub(r"\((R|TM|C)\)", "", name, flags=re.IGNORECASE)
+    name = re.sub(r"\s*\(([^()]*)\)", r", \1", name)
+    return re.sub(r"\s{2,}", " ", name).strip()
 
 
 def capital(sentence: str) -> str:
