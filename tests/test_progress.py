@@ -42,3 +42,24 @@ def test_the_batch_is_read_from_the_label():
     assert batch_of("cnn on cpu, batch 32: epoch 1/3") == 32
     assert batch_of("cnn on cpu, batch 256, bf16, repeat 2/3: epoch 1/3") == 256
     assert batch_of("cnn on cpu: epoch 1/3") is None
+
+
+def _key(model: str, device: str, batch: int = 32):
+    from trainspeed.cases import CaseKey, Workload
+
+    return CaseKey(Workload(model, "cifar10", (3, 32, 32), 50_000, 10_000, batch, "fp32"), device)
+
+
+def test_the_run_eta_prices_each_case_to_come_by_the_finished_case_most_like_it():
+    from trainspeed.eta import case_estimate, duration_phrase, time_left
+
+    cnn_cpu, cnn_gpu, ann_cpu = _key("cnn", "cpu"), _key("cnn", "cuda:0"), _key("ann", "cpu")
+    finished = {cnn_cpu: 300.0, cnn_gpu: 30.0}
+    assert case_estimate(_key("cnn", "cpu", batch=256), finished) == 300.0  # same model and device
+    assert case_estimate(ann_cpu, finished) == 300.0  # the same device before the same model
+    assert case_estimate(_key("ann", "mps"), finished) == 165.0  # nothing alike: the mean
+    # The current case has run 100 s of its 300: 200 s left, plus an ann on the CPU priced at 300 s.
+    assert time_left([_key("cnn", "cpu", 256), ann_cpu], finished, current_elapsed_s=100.0) == 500.0
+    assert time_left([ann_cpu], {}) is None  # nothing finished yet: no figure rather than a guess
+    assert [duration_phrase(s) for s in (0.2, 42, 125, 7500)] == [
+        "about 1 s", "about 42 s", "about 2 min", "about 2 h 05 min"]

@@ -33,7 +33,7 @@ def test_headline_is_the_sentence_the_seeds_wrote_by_hand():
 def test_headline_without_a_gpu_says_why_and_gives_cpu_time():
     result = fx.run_result([fx.case("cnn", "cpu", 40.0)], gpus=False)
     assert headlines(single(result)) == [
-        "No GPU was measured on this machine (this PyTorch (2.13.0+cpu) is built without CUDA).",
+        "No GPU was measured on this machine: this PyTorch (2.13.0+cpu) is built without CUDA.",
         "The CPU trains the cnn in 40.0 s per epoch (1,250 images/s).",
     ]
 
@@ -374,7 +374,7 @@ def _nested(text: str) -> bool:
 
 @pytest.mark.parametrize("build", [
     lambda: single(fx.seeds_run()), lambda: single(fx.batch_sweep_run()), lambda: single(fx.failed_run()),
-    lambda: single(sweep_with_warnings()),
+    lambda: single(sweep_with_warnings()), lambda: single(fx.run_result([fx.case("cnn", "cpu", 37.6)], gpus=False)),
     lambda: compare([("laptop", fx.laptop_and_server()[0]), ("server", fx.laptop_and_server()[1])]),
 ])
 def test_no_sentence_nests_parentheses_even_around_trademarked_names(tmp_path, build):
@@ -403,3 +403,24 @@ def test_the_speedup_column_only_with_something_to_compare_and_one_unit_a_column
     assert "speedup" not in rendered(results_table(alone))
     paired = fx.run_result([fx.case("cnn", "cpu", 37.6), fx.case("cnn", "cuda:0", 4.0, speedup_vs_cpu=9.4)])
     assert "speedup vs CPU" in rendered(results_table(paired)) and "9.4x" in rendered(results_table(paired))
+
+
+def test_the_terminal_table_fits_80_columns_with_every_header_whole():
+    from rich.console import Console
+
+    from trainspeed.reporting.terminal import results_table
+
+    cases = [fx.case("cnn", "cpu", 37.6, steady_cv=0.012, batch=b) for b in (32, 256)]
+    cases += [fx.case("cnn", "cuda:0", 4.0, speedup_vs_cpu=9.4, steady_cv=0.07, noisy=True, batch=b, precision="bf16")
+              for b in (32, 256)]
+    for result in (fx.run_result(cases, batch_sizes=(32, 256)), fx.seeds_run()):
+        console = Console(record=True, width=80, color_system=None)
+        console.print(results_table(result, console.width))
+        text = console.export_text()
+        assert max(map(len, text.splitlines())) <= 80
+        for word in ("accuracy", "images/s", "s/epoch", "epoch s"):
+            assert word in text and "…" not in text
+    stacked = Console(record=True, width=80, color_system=None)
+    stacked.print(results_table(fx.run_result(cases, batch_sizes=(32, 256)), 80))
+    lines = stacked.export_text().splitlines()
+    assert [line.split()[0] for line in lines if line.startswith(" batch")] == ["batch"] * 4  # whole, not cut

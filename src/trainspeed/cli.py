@@ -182,7 +182,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         written, report_error = _write_report(comparison, Path(args.out)), None
     except TrainspeedError as error:
         written, report_error = [], error
-    console.print(results_table(result))
+    console.print(results_table(result, console.width))
     answering = inference_table(result)
     if answering is not None:
         console.print(answering)

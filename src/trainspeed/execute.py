@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,6 +27,7 @@ from .data import Dataset
 from .dataset_info import DatasetInfo
 from .engine.step import DeviceData
 from .errors import ResultsError
+from .eta import duration_phrase, time_left
 from .fold import fold_case, with_speedups
 from .machine import devices, environment, precision
 from .machine.describe import device_label
@@ -159,11 +161,16 @@ def _run(config: RunConfig, console: Console | None, keep_models: bool, previous
     try:
         peaks = _peaks(result, config, targets, isolate, progress)
         planned = plan_cases(config, targets, data)
+        finished: dict[CaseKey, float] = {}  # this session's cases and their wall times, for the run's ETA
+        owed = [key for key in planned if repeats_to_keep(_existing(result, key)) is not None]
         for number, key in enumerate(planned, 1):
-            existing = next((case for case in result.cases if case.key == key), None)
-            kept = repeats_to_keep(existing)
+            kept = repeats_to_keep(_existing(result, key))
+            started = time.perf_counter()
             if kept is not None:
-                progress.message(f"[bold]case {number} of {len(planned)}:[/] {key.label(varying_axes(planned))}")
+                left = time_left(owed[owed.index(key):], finished)
+                progress.message(f"[bold]case {number} of {len(planned)}:[/] {key.label(varying_axes(planned))}"
+                                 + (f" - the run has {duration_phrase(left)} left, estimated from the cases "
+                                    "done" if left is not None else ""))
             if kept is None:
                 progress.message(f"{key.label(('batch_size', 'precision'))}: already measured")
                 continue
@@ -189,10 +196,15 @@ def _run(config: RunConfig, console: Console | None, keep_models: bool, previous
                 if case.status == "stalled":
                     progress.message(f"[yellow]{key.label(('batch_size', 'precision'))}: {case.error}[/]")
                     break
+            finished[key] = time.perf_counter() - started
     finally:
         progress.__exit__(None, None, None)
         _write(result, path)  # whatever happened, the finished cases are kept
     return result
+
+
+def _existing(result: RunResult, key: CaseKey):
+    return next((case for case in result.cases if case.key == key), None)
 
 
 def _folding(config: RunConfig, data: Dataset, peaks: dict, key: CaseKey, device_name: str, session: int):

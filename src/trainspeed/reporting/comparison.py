@@ -21,7 +21,8 @@ __all__ = ["Comparison", "Crossover", "EngineEffect", "Pace", "Pivot", "Precisio
 
 def _reason(comparison: Comparison) -> str:
     reason = comparison.sources[0][1].environment.get("no_gpu_reason")
-    return f" ({reason})" if reason else ""
+    # After a colon: the reason holds parentheses of its own, and they must not nest.
+    return f": {reason}" if reason else ""
 
 
 def headlines(comparison: Comparison) -> list[str]:

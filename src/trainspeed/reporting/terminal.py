@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from rich import box
 from rich.markup import escape
 from rich.table import Table
 
@@ -91,31 +92,48 @@ def _cv(case: CaseResult) -> str:
     return f"{case.steady_cv:.1%}" + (" [yellow]noisy[/]" if case.noisy else "")
 
 
-def results_table(result: RunResult) -> Table:
+def results_table(result: RunResult, width: int | None = None) -> Table:
+    """The run's table; where its columns would not fit `width` (an 80-column terminal), the case's
+    model, batch, precision, engine and device stack in one column instead of a column each."""
     data = result.dataset
     title = f"trainspeed: {data.name if data else '?'}"
     if data:
         title += f", {data.train_images:,} training images"
     batch_sizes = sorted({case.batch_size for case in result.cases})
     title += f", batch {', '.join(map(str, batch_sizes))}"
-    table = Table(title=title, header_style="bold")
+    table = Table(title=title, header_style="bold", pad_edge=False)
     precisions = list(dict.fromkeys(case.precision for case in result.cases))
-    show_precision = precisions not in ([], ["fp32"])
     # A sweep's rows are told apart only by the axes it varies, so each gets a column.
-    show_batch = "batch_size" in varying_axes([case.key for case in result.cases])
-    show_engine = {case.engine for case in result.cases} not in (set(), {"trainspeed"})
+    leads = [("model", "left"), *((("batch", "right"),) if "batch_size" in varying_axes(
+        [case.key for case in result.cases]) else ()),
+        *((("precision", "left"),) if precisions not in ([], ["fp32"]) else ()),
+        *((("engine", "left"),) if {case.engine for case in result.cases} not in (set(), {"trainspeed"}) else ()),
+        ("device", "left")]
     # A column only where it has something to say: a spread where there is one, a speedup where a device
     # was set beside the CPU.
     show_cv = any(case.steady_cv is not None for case in result.cases)
-    show_speedup = any(case.speedup_vs_cpu for case in result.cases)
-    for name, justify in (("model", "left"), *((("batch", "right"),) if show_batch else ()),
-                          *((("precision", "left"),) if show_precision else ()),
-                          *((("engine", "left"),) if show_engine else ()),
-                          ("device", "left"), ("first epoch s", "right"),
-                          ("steady s/epoch", "right"), *((("CV", "right"),) if show_cv else ()),
-                          ("images/s", "right"), ("MFU", "right"),
-                          *((("speedup vs CPU", "right"),) if show_speedup else ()), ("test accuracy", "right")):
-        table.add_column(name, justify=justify)
+    show_speedup = any(case.speedup_vs_cpu and case.device != "cpu" for case in result.cases)
+    figures = [("first epoch s", "right"), ("steady s/epoch", "right"), *((("CV", "right"),) if show_cv else ()),
+               ("images/s", "right"), ("MFU", "right"), *((("speedup vs CPU", "right"),) if show_speedup else ()),
+               ("test accuracy", "right")]
+
+    def least(name: str) -> int:
+        return max(map(len, name.split()))
+
+    columns = leads + figures
+    stacked = width is not None and sum(least(n) + 3 for n, _ in columns) - 1 > width
+    if stacked:
+        columns = [("case", "left")] + figures
+    for name, justify in columns:
+        # A header wraps between its words rather than losing its end to an ellipsis.
+        table.add_column(name, justify=justify, min_width=least(name), overflow="fold")
+    if stacked:  # no lines between the columns: the room goes to the figures
+        table.box = box.SIMPLE_HEAD
+        table.width = width - 1  # Rich's own fitting can round one column past the edge
+    if stacked:  # its lines are whole: "batch 256" cut in two reads as two axes
+        table.columns[0].min_width = max(len(f"batch {size}") for size in batch_sizes) if len(leads) > 2 else 0
+        table.columns[0].min_width = max(table.columns[0].min_width, *(len(c.model) for c in result.cases),
+                                         *(len(c.device) for c in result.cases))
     names = {case.device: case.device_name for case in result.cases if case.device_name}
     caption = [f"{device}: {plain_name(name)}" for device, name in names.items()]
     if any(not case.accuracy_meaningful for case in result.cases):
@@ -124,16 +142,19 @@ def results_table(result: RunResult) -> Table:
         caption.append(f"under load: measured while other programs used the CPU, so too slow; {LOAD_ADVICE}")
     table.caption = "\n".join(caption)
     for case in result.cases:
-        lead = ([case.model] + ([str(case.batch_size)] if show_batch else [])
-                + ([case.precision] if show_precision else []) + ([case.engine] if show_engine else [])
-                + [case.device])
+        values = {"model": case.model, "batch": str(case.batch_size), "precision": case.precision,
+                  "engine": case.engine, "device": case.device}
+        lead = [values[name] for name, _ in leads]
+        if stacked:  # the model and device, then each varying axis, named where a bare value would puzzle
+            lead = ["\n".join([case.model, case.device] + [f"batch {case.batch_size}" if name == "batch" else
+                                                             values[name] for name, _ in leads[1:-1]])]
         if not case.ok:
             table.add_row(*lead, f"[red]{case.status}[/]", f"[red]{escape(case.error or '')}[/]",
                           *[""] * (len(table.columns) - len(lead) - 2))
             continue
         first = seconds_cell(case.first_epoch_s)
         if case.warmup_steps:
-            first += " [dim](warmed up)[/]"
+            first += " [dim]warmed up[/]"
         table.add_row(
             *lead, first, _steady(case), *([_cv(case)] if show_cv else []),
             f"{case.images_per_s:,.0f}" if case.images_per_s else "-",
