@@ -63,3 +63,19 @@ def test_the_run_eta_prices_each_case_to_come_by_the_finished_case_most_like_it(
     assert time_left([ann_cpu], {}) is None  # nothing finished yet: no figure rather than a guess
     assert [duration_phrase(s) for s in (0.2, 42, 125, 7500)] == [
         "about 1 s", "about 42 s", "about 2 min", "about 2 h 05 min"]
+
+
+def test_a_finished_epoch_stays_under_its_own_case_in_a_terminal():
+    out = io.StringIO()
+    progress = EpochProgress(Console(file=out, force_terminal=True, width=80, color_system=None), min_interval_s=0)
+    with progress:
+        for case in ("ann on cpu", "cnn on cpu"):
+            progress.message(f"case: {case}")
+            progress.start_epoch(f"{case}, batch 32: epoch 1/1", 100)
+            for step in (50, 100):
+                progress.update(step, 100, 2.3, 0.1, elapsed_s=step * 0.01)
+    text = out.getvalue()
+    finished = [text.index(f"{case}, batch 32") for case in ("ann on cpu", "cnn on cpu")]
+    ann_epoch = text.index("epoch 1/1 100/100 - 1.0s - 10 ms/step - loss 2.3000 acc 0.100")
+    assert finished[0] < ann_epoch < text.index("case: cnn on cpu") < finished[1]
+    assert text.count("epoch 1/1 100/100 - 1.0s") == 2  # each epoch's line printed once, the bars gone

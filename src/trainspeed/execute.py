@@ -169,8 +169,8 @@ def _run(config: RunConfig, console: Console | None, keep_models: bool, previous
             if kept is not None:
                 left = time_left(owed[owed.index(key):], finished)
                 progress.message(f"[bold]case {number} of {len(planned)}:[/] {key.label(varying_axes(planned))}"
-                                 + (f" - the run has {duration_phrase(left)} left, estimated from the cases "
-                                    "done" if left is not None else ""))
+                                 + (f" - {duration_phrase(left)} left in the run, estimated"
+                                    if left is not None else ""))
             if kept is None:
                 progress.message(f"{key.label(('batch_size', 'precision'))}: already measured")
                 continue

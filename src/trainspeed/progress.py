@@ -89,7 +89,16 @@ class EpochProgress:
             return
         self._progress.update(self._task, completed=step, loss=f"{loss:.4f}" if known else "-",
                               accuracy=f"{accuracy:.3f}" if known else "-", rate=rate)
-        if step == steps or now - self._last_draw >= self._min_interval_s:
+        if step == steps:
+            # A finished epoch leaves the live display for a line of its own, as Keras's do: the next
+            # case's heading then stands above its own epochs, never above the last case's bars.
+            task = next(task for task in self._progress.tasks if task.id == self._task)
+            self._progress.remove_task(self._task)
+            self._progress.console.print(
+                f"{task.description} {steps}/{steps} - {elapsed:.1f}s - {rate} - loss {task.fields['loss']} "
+                f"acc {task.fields['accuracy']}", highlight=False)
+            self._progress.refresh()
+        elif now - self._last_draw >= self._min_interval_s:
             self._progress.refresh()
             self._last_draw = now
 
