@@ -199,7 +199,7 @@ def test_noisy_spread_is_flagged_in_table_and_report(tmp_path):
     assert quiet.spread_of == "epochs" and not quiet.noisy
     result = RunResult("0.1.0", "now", {}, {}, cases=[case, quiet])
     markdown = write_report(compare([(None, result)]), tmp_path)[0].read_text()
-    assert "CV 7.4% over 3 repeats<br>noisy" in markdown and "is not a result" in markdown
+    assert "| 10.00-12.00 | 7.4%<br>over 3 repeats<br>noisy |" in markdown and "is not a result" in markdown
 
     from rich.console import Console
 
@@ -207,7 +207,7 @@ def test_noisy_spread_is_flagged_in_table_and_report(tmp_path):
 
     console = Console(width=140, record=True)
     console.print(results_table(result))
-    assert "11.00 ±7.4% noisy" in console.export_text()
+    assert "│          11.00 │ 7.4% noisy │" in console.export_text()
 
 
 def test_time_budget_projects_and_labels_the_figure(tmp_path):
@@ -286,6 +286,6 @@ def test_start_up_is_measured_part_by_part(tmp_path):
     assert saved == isolated
     markdown = write_report(compare([(None, RunResult.read(tmp_path / "results.json"))]),
                             tmp_path / "report")[0].read_text()
-    assert "### Start-up cost" in markdown and "| Python + imports |" in markdown
+    assert "### Start-up cost" in markdown and "| Python + imports s |" in markdown
     in_process = trainspeed.run(models=["mlp:1"], out=None, isolate=False, **QUICK).cases[0].startup
     assert in_process.process_s is None and in_process.data_s > 0 and in_process.first_step_s > 0

@@ -165,7 +165,7 @@ def test_a_safetensors_file_from_elsewhere_is_refused(tmp_path):
 
 
 def test_save_models_needs_an_output_folder():
-    with pytest.raises(trainspeed.errors.ConfigError, match="--save-models writes into the run's folder"):
+    with pytest.raises(trainspeed.errors.ConfigError, match="^save_models writes into the run's folder"):
         trainspeed.run(models=["mlp:1"], devices=["cpu"], dataset="synthetic", limit=32, out=None, save_models=True)
 
 
