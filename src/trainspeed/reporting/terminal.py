@@ -92,6 +92,17 @@ def _cv(case: CaseResult) -> str:
     return f"{case.steady_cv:.1%}" + (" [yellow]noisy[/]" if case.noisy else "")
 
 
+def _lead_value(case: CaseResult, column: str) -> str:
+    return {"model": case.model, "batch": str(case.batch_size), "precision": case.precision,
+            "engine": case.engine, "device": case.device}[column]
+
+
+def _stacked_case(case: CaseResult, leads: list[tuple[str, str]]) -> str:
+    """The model and device, then each varying axis, named where a bare value would puzzle ("batch 32")."""
+    axes = [f"batch {case.batch_size}" if name == "batch" else _lead_value(case, name) for name, _ in leads[1:-1]]
+    return "\n".join([case.model, case.device, *axes])
+
+
 def results_table(result: RunResult, width: int | None = None) -> Table:
     """The run's table; where its columns would not fit `width` (an 80-column terminal), the case's
     model, batch, precision, engine and device stack in one column instead of a column each."""
@@ -130,10 +141,9 @@ def results_table(result: RunResult, width: int | None = None) -> Table:
     if stacked:  # no lines between the columns: the room goes to the figures
         table.box = box.SIMPLE_HEAD
         table.width = width - 1  # Rich's own fitting can round one column past the edge
-    if stacked:  # its lines are whole: "batch 256" cut in two reads as two axes
-        table.columns[0].min_width = max(len(f"batch {size}") for size in batch_sizes) if len(leads) > 2 else 0
-        table.columns[0].min_width = max(table.columns[0].min_width, *(len(c.model) for c in result.cases),
-                                         *(len(c.device) for c in result.cases))
+        # Its lines are whole: "batch 256" cut in two reads as two axes.
+        table.columns[0].min_width = max(len(line) for case in result.cases
+                                         for line in _stacked_case(case, leads).splitlines())
     names = {case.device: case.device_name for case in result.cases if case.device_name}
     caption = [f"{device}: {plain_name(name)}" for device, name in names.items()]
     if any(not case.accuracy_meaningful for case in result.cases):
@@ -142,12 +152,7 @@ def results_table(result: RunResult, width: int | None = None) -> Table:
         caption.append(f"under load: measured while other programs used the CPU, so too slow; {LOAD_ADVICE}")
     table.caption = "\n".join(caption)
     for case in result.cases:
-        values = {"model": case.model, "batch": str(case.batch_size), "precision": case.precision,
-                  "engine": case.engine, "device": case.device}
-        lead = [values[name] for name, _ in leads]
-        if stacked:  # the model and device, then each varying axis, named where a bare value would puzzle
-            lead = ["\n".join([case.model, case.device] + [f"batch {case.batch_size}" if name == "batch" else
-                                                             values[name] for name, _ in leads[1:-1]])]
+        lead = [_stacked_case(case, leads)] if stacked else [_lead_value(case, name) for name, _ in leads]
         if not case.ok:
             table.add_row(*lead, f"[red]{case.status}[/]", f"[red]{escape(case.error or '')}[/]",
                           *[""] * (len(table.columns) - len(lead) - 2))
