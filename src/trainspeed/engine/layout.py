@@ -3,7 +3,8 @@
 Channels-last suited oneDNN's convolutions on the CPU it was tuned on (benchmarks/RESULTS.md), but
 the answer depends on the chip and its library (oneDNN on another CPU; cuDNN, the GPU and the
 precision), so it is measured on every device, on the case's own steps, rather than assumed. The
-layout changes no arithmetic, only where values sit in memory.
+layout changes no formula, only where values sit in memory, but each layout's kernels sum in their
+own order, so the two round differently.
 """
 
 from __future__ import annotations
@@ -47,8 +48,21 @@ def step_seconds(build: Callable[[torch.memory_format], tuple[ModelSpec, torch.o
     return seconds / timed
 
 
-def choose(seconds: dict[str, float]) -> tuple[str, str]:
-    """The faster layout, and the sentence that records why."""
-    chosen = min(seconds, key=seconds.get)
+# A timing decides a layout only when it is clearly better: two layouts round differently, so a
+# coin-toss choice between near-equal ones would change a seed's losses from one run to the next.
+MARGIN = 0.10
+DEFAULT = "channels_last"
+
+
+def choose(seconds: dict[str, float], *, margin: float = MARGIN) -> tuple[str, str]:
+    """The layout to train in, and the sentence that records why: the default, unless another was
+    measured faster by more than `margin` of the default's time."""
     figures = " vs ".join(f"{name} {value * 1e3:.3f} ms" for name, value in seconds.items())
-    return chosen, f"{chosen}: fastest step measured on this device ({figures} per step)"
+    fastest = min(seconds, key=seconds.get)
+    reference = seconds.get(DEFAULT)
+    if reference is None or (fastest != DEFAULT and reference - seconds[fastest] > margin * reference):
+        return fastest, f"{fastest}: fastest step measured on this device ({figures} per step)"
+    if fastest == DEFAULT:
+        return DEFAULT, f"{DEFAULT}: fastest step measured on this device ({figures} per step)"
+    return DEFAULT, (f"{DEFAULT}: no layout measured more than {margin:.0%} faster than the default on this "
+                     f"device ({figures} per step)")
