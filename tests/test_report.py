@@ -128,8 +128,9 @@ def test_exercise_report_has_the_filled_in_exercise_table(tmp_path):
 def test_failed_case_is_in_the_table_and_the_rest_reported(tmp_path):
     write_report(single(fx.failed_run()), tmp_path)
     page = (tmp_path / "report.html").read_text()
-    flagged = ('<td class="flag" data-label="first epoch s">failed: out of memory on cuda:0 at batch size 32; '
-               'try a smaller <code class="flag-name">--batch-size</code></td>')
+    # The reason spans the figures it stands for, and a phone's card calls it the result, not "first epoch s".
+    flagged = ('<td colspan="9" class="flag" data-label="result">failed: out of memory on cuda:0 at batch size 32; '
+               'try a smaller <code class="flag-name">--batch-size</code></td></tr>')
     assert flagged in page
     assert "37.60" in page
 
@@ -424,3 +425,11 @@ def test_the_terminal_table_fits_80_columns_with_every_header_whole():
     stacked.print(results_table(fx.run_result(cases, batch_sizes=(32, 256)), 80))
     lines = stacked.export_text().splitlines()
     assert [line.split()[0] for line in lines if line.startswith(" batch")] == ["batch"] * 4  # whole, not cut
+
+
+def test_learning_curves_ask_devices_to_agree_only_when_there_are_several(tmp_path):
+    write_report(single(fx.run_result([fx.case("cnn", "cpu", 40.0)])), tmp_path / "one")
+    write_report(single(fx.seeds_run()), tmp_path / "two")
+    one, two = ((tmp_path / name / "report.md").read_text() for name in ("one", "two"))
+    assert "Training loss and accuracy per epoch." in one and "should follow" not in one
+    assert "Training loss and accuracy per epoch; the devices' curves should follow each other." in two

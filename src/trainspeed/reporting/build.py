@@ -43,7 +43,7 @@ def _main_table(comparison: Comparison, axes) -> Table:
     figures += [f"speedup vs {'CPU' if comparison.baseline == 'cpu' else comparison.baseline}"] if speedup else []
     figures += ["test accuracy", f"peak memory {memory_unit}"]
     headers = _lead_headers(comparison) + ["device"] + figures
-    rows, flagged, notes = [], set(), {}
+    rows, flagged, notes, sentences = [], set(), {}, {}
     for key, column, case in measured:
         lead = _lead(comparison, key)
         device = f"{column}\n{case.device_name}" if case.device_name else column
@@ -53,6 +53,7 @@ def _main_table(comparison: Comparison, axes) -> Table:
             notes[len(rows)] = case_notes
         if not case.ok:
             flagged.add((len(rows), len(lead) + 1))
+            sentences[len(rows)] = (len(lead) + 1, "result")
             rows.append(lead + [device, f"{case.status}: {case.error or 'no reason recorded'}"]
                         + [""] * (len(figures) - 1))
             continue
@@ -82,7 +83,8 @@ def _main_table(comparison: Comparison, axes) -> Table:
         caption += "; * random data: accuracy means nothing"
     caption += ("; MFU = achieved FLOP/s over the device's measured matmul peak in the case's precision; "
                 "floor = the least time an epoch can take, FLOPs over peak or bytes over bandwidth")
-    return Table(headers, rows, caption, flagged, text_columns=len(_lead_headers(comparison)) + 1, notes=notes)
+    return Table(headers, rows, caption, flagged, text_columns=len(_lead_headers(comparison)) + 1, notes=notes,
+                 sentences=sentences)
 
 
 def _ratio(comparison: Comparison, key: Workload, column: str) -> str:
@@ -301,8 +303,9 @@ def build_blocks(comparison: Comparison, out_dir: Path) -> list[Block]:
         path = charts.learning_curves_chart(comparison, key, out_dir / f"learning_{name}.png")
         if path:
             subject = key.model + (f" in {key.precision}" if comparison.shows_precision() else "")
-            images.append(Image(path, f"learning curves of the {subject}",
-                                "Training loss and accuracy per epoch; the devices should follow each other."))
+            several = sum(1 for case in comparison.rows[key].values() if case.ok and case.history) > 1
+            images.append(Image(path, f"learning curves of the {subject}", "Training loss and accuracy per epoch"
+                                + ("; the devices' curves should follow each other." if several else ".")))
     images += _accuracy_pictures(comparison, data, out_dir)
     blocks += images
     return blocks

@@ -37,6 +37,9 @@ class Table:
     text_columns: int = 1
     # What qualifies a row (its validity warnings), shown with the row rather than in a list far below.
     notes: dict[int, list[str]] = field(default_factory=dict)
+    # Rows that hold one sentence instead of figures (a failed case's reason): row -> (column, name).
+    # In HTML the sentence spans the rest of the row, and a phone's card names it, not the column.
+    sentences: dict[int, tuple[int, str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -162,8 +165,13 @@ def to_html(blocks: list[Block], title: str) -> str:
             headers = block.headers
             rows = ['<tr class="head">' + "".join(_cell("th", h, c < texts) for c, h in enumerate(headers)) + "</tr>"]
             for r, row in enumerate(block.rows):
-                rows.append("<tr>" + "".join(_cell("td", text, c < texts, (r, c) in block.flagged, headers[c])
-                                             for c, text in enumerate(row)) + "</tr>")
+                at, name = block.sentences.get(r, (len(row), ""))
+                cells = [_cell("td", text, c < texts, (r, c) in block.flagged, headers[c])
+                         for c, text in enumerate(row[:at])]
+                if at < len(row):
+                    cells.append(_cell("td", row[at], True, (r, at) in block.flagged, name)
+                                 .replace("<td", f'<td colspan="{len(row) - at}"', 1))
+                rows.append("<tr>" + "".join(cells) + "</tr>")
                 rows += [f'<tr class="note"><td colspan="{len(headers)}">{_html_cell(note)}</td></tr>'
                          for note in block.notes.get(r, [])]
             caption = f"<caption>{html.escape(block.caption)}</caption>" if block.caption else ""
