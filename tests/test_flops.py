@@ -35,11 +35,24 @@ def test_floor_and_mfu():
 
 
 def test_roofline_fields_of_a_case():
-    case = roofline(1.6e9, 3e8, 50_000, 32, 40.0, {"matmul_flops_per_s": 1e11, "bandwidth_bytes_per_s": 1e10})
+    case = roofline(1.6e9, 3e8, 50_000, 32, 50.0, {"matmul_flops_per_s": 1e11, "bandwidth_bytes_per_s": 1e10})
     steps = 50_000 / 32
-    assert case["achieved_flops_per_s"] == pytest.approx(1.6e9 * steps / 40.0)  # 62.5 GFLOP/s
-    assert case["mfu"] == pytest.approx(0.625)
+    assert case["achieved_flops_per_s"] == pytest.approx(1.6e9 * steps / 50.0)  # 50 GFLOP/s
+    assert case["mfu"] == pytest.approx(0.5)
     assert case["floor_epoch_s"] == pytest.approx(max(1.6e9 * steps / 1e11, 3e8 * steps / 1e10))
+    assert case["warnings"] == []
+
+
+def test_an_epoch_that_beats_a_peak_shows_no_false_floor_or_mfu_without_a_warning():
+    peaks = {"matmul_flops_per_s": 1e11, "bandwidth_bytes_per_s": 1e10}
+    # 3e8 bytes a step at 1e10 B/s is a 46.9 s floor; the epoch took 32.4 s (the cache held the weights).
+    case = roofline(1.6e9, 3e8, 50_000, 32, 32.4, peaks)
+    assert case["floor_epoch_s"] is None
+    assert case["warnings"] == ["no floor shown: the epoch (32.4 s) beat the floor computed from the measured "
+                                "peaks (46.9 s), so a peak was measured low (caches may hold the weights)"]
+    fast = roofline(1.6e9, 3e8, 50_000, 32, 20.0, {**peaks, "bandwidth_bytes_per_s": 1e12})
+    assert fast["mfu"] == pytest.approx(1.25) and fast["warnings"][0] == (
+        "MFU 125%: training beat the measured matmul peak, so that peak was measured low")
 
 
 def test_peaks_are_measured_on_the_cpu():

@@ -60,6 +60,7 @@ def fold_case(key: CaseKey, repeats: Sequence[Measurement], *, repeats_wanted: i
     figures = _timing(first.epoch_s, [r.steady_epoch_s for r in repeats],
                       [r.first_epoch_s for r in repeats], key.workload.train_images)
     roofline = _roofline(first, key, figures["steady_epoch_s"], peaks)
+    warnings += roofline.pop("warnings", [])
     status = dict(status="ok" if len(repeats) >= repeats_wanted else "partial")
     values = {**identity, **measured, **figures, **roofline, **status, **ended}
     if failure is not None and failure.peak_memory_bytes is None:
@@ -110,13 +111,21 @@ def _roofline(first: Measurement, key: CaseKey, steady_epoch_s: float, peaks: di
 
 def roofline(flops_per_step: float, bytes_per_step: float, train_images: int, batch_size: int,
              steady_epoch_s: float, peaks: dict) -> dict:
+    """Achieved FLOP/s, MFU and the floor epoch, with `warnings` where the measured epoch shows a
+    measured peak to be low: then the floor is no floor, and is left out rather than printed."""
     steps = train_images / batch_size  # the last partial batch counts for its share
     achieved = flops_per_step * steps / steady_epoch_s
-    return dict(
-        achieved_flops_per_s=achieved,
-        mfu=flops.model_flops_utilization(achieved, peaks["matmul_flops_per_s"]),
-        floor_epoch_s=flops.epoch_floor_s(flops.StepCost(flops_per_step, bytes_per_step), steps,
-                                          peaks["matmul_flops_per_s"], peaks["bandwidth_bytes_per_s"]))
+    mfu = flops.model_flops_utilization(achieved, peaks["matmul_flops_per_s"])
+    floor = flops.epoch_floor_s(flops.StepCost(flops_per_step, bytes_per_step), steps,
+                                peaks["matmul_flops_per_s"], peaks["bandwidth_bytes_per_s"])
+    warnings = []
+    if mfu > 1:
+        warnings.append(f"MFU {mfu:.0%}: training beat the measured matmul peak, so that peak was measured low")
+    if floor > steady_epoch_s:
+        warnings.append(f"no floor shown: the epoch ({steady_epoch_s:.3g} s) beat the floor computed from the "
+                        f"measured peaks ({floor:.3g} s), so a peak was measured low (caches may hold the weights)")
+        floor = None
+    return dict(achieved_flops_per_s=achieved, mfu=mfu, floor_epoch_s=floor, warnings=warnings)
 
 
 def with_speedups(cases: list[CaseResult]) -> list[CaseResult]:
