@@ -2,25 +2,20 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from ..cases import CaseKey, Workload, varying_axes
 from ..output import prepare_folder, write_atomically, write_error
 from ..results import CaseResult
-from . import charts
 from .answering import INFERENCE_EXPLAINED, inference_headlines, inference_table, saved_models
 from .comparison import Comparison, crossovers, engine_effects, headlines, pivots, precision_effects
 from .document import Block, Bullets, Heading, Image, Paragraph, Table, to_html, to_markdown
+from .pictures import chart_blocks
 from .settings import machine_lines, run_settings, settings_table
 from .units import LOAD_ADVICE, memory_column, rate_text, seconds_cell, times
 
 REPORT_MD = "report.md"
 REPORT_HTML = "report.html"
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower()
 
 
 def _accuracy(case: CaseResult) -> str:
@@ -212,13 +207,6 @@ def _comparison_tables(comparison: Comparison) -> list[Table]:
     return tables
 
 
-def _pick_case(cells: dict[str, CaseResult], fields: tuple[str, ...]) -> tuple[str, CaseResult] | None:
-    for column, case in cells.items():
-        if case.ok and all(getattr(case, name) for name in fields):
-            return column, case
-    return None
-
-
 def build_blocks(comparison: Comparison, out_dir: Path) -> list[Block]:
     first_result = comparison.sources[0][1]
     data = first_result.dataset
@@ -275,68 +263,8 @@ def build_blocks(comparison: Comparison, out_dir: Path) -> list[Block]:
     blocks += [Paragraph(crossing.sentence, "headline") for crossing in found]
 
     blocks.append(Heading("Charts"))
-    images = []
-    path = charts.epoch_time_chart(comparison, out_dir / "epoch_time.png")
-    if path:
-        left_out = " Cases whose files trained on different numbers of images are left out: see the speedup per image."
-        images.append(Image(path, "seconds per epoch by model and device",
-                            "Steady seconds per epoch: the shorter the bar, the faster the device."
-                            + (left_out if any(comparison.per_image(key) for key in comparison.rows) else "")))
-    path = charts.speedup_chart(comparison, out_dir / "speedup.png")
-    if path:
-        per_image = (" Bars marked per image compare images/s: those files trained on different numbers of images."
-                     if any(comparison.per_image(key) for key in comparison.rows) else "")
-        images.append(Image(path, f"speedup over {comparison.baseline}",
-                            f"How many times faster than {comparison.baseline} each device trains.{per_image}"))
-    path = charts.throughput_chart(comparison, found, out_dir / "throughput_by_batch.png")
-    if path:
-        images.append(Image(path, "images per second by batch size",
-                            "Throughput as the batch grows: GPUs need large batches to pay off."))
-    several_batches = len(comparison.batch_sizes()) > 1
-    taken: set[str] = set()
-    for key in comparison.rows:
-        name = _slug(key.model + (f"-batch-{key.batch_size}" if several_batches else "")
-                     + (f"-{key.precision}" if comparison.shows_precision() else ""))
-        # Rows that differ in data set or image counts alone would otherwise overwrite each other's chart.
-        name = next(n for n in (name if i == 1 else f"{name}-{i}" for i in range(1, len(taken) + 2)) if n not in taken)
-        taken.add(name)
-        path = charts.learning_curves_chart(comparison, key, out_dir / f"learning_{name}.png")
-        if path:
-            subject = key.model + (f" in {key.precision}" if comparison.shows_precision() else "")
-            several = sum(1 for case in comparison.rows[key].values() if case.ok and case.history) > 1
-            images.append(Image(path, f"learning curves of the {subject}", "Training loss and accuracy per epoch"
-                                + ("; the devices' curves should follow each other." if several else ".")))
-    images += _accuracy_pictures(comparison, data, out_dir)
-    blocks += images
+    blocks += chart_blocks(comparison, found, data, out_dir)
     return blocks
-
-
-def _accuracy_pictures(comparison: Comparison, data, out_dir: Path) -> list[Image]:
-    if data is None or not data.accuracy_meaningful:
-        return []
-    images = []
-    sample = data.sample_images()
-    for model in comparison.models():
-        # One picture per model: the first batch size's first successful case.
-        key = next(k for k in comparison.rows if k.model == model)
-        chosen = _pick_case(comparison.rows[key], ("sample_predictions",))
-        if sample is not None and chosen:
-            column, case = chosen
-            path = charts.prediction_grid_chart(
-                sample, data.sample_labels, case.sample_predictions, data.classes,
-                f"The {model} trained on {column}: test images, true and guessed class",
-                out_dir / f"predictions_{_slug(model)}.png")
-            images.append(Image(path, f"test images with the {model}'s predictions",
-                                "Wrong guesses are framed and titled in red."))
-        chosen = _pick_case(comparison.rows[key], ("confusion_matrix",))
-        if chosen:
-            column, case = chosen
-            path = charts.confusion_chart(case.confusion_matrix, data.classes,
-                                          f"{model} on {column}: test accuracy {case.test_accuracy:.1%}",
-                                          out_dir / f"confusion_{_slug(model)}.png")
-            images.append(Image(path, f"confusion matrix of the {model}",
-                                "Rows: the true class; columns: the guess. The diagonal is right."))
-    return images
 
 
 def write_report(comparison: Comparison, out_dir: Path) -> list[Path]:
