@@ -16,6 +16,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "trainspeed"
 # Lowest first: a module may import from its own level or below, never from above.
 LEVELS = [
     {"errors", "faults", "timing", "stats", "flops", "cases", "config", "progress", "eta", "output", "schema", "rows",
+     "data_parallel",
      "dataset_info"},
     {"results"},
     {"machine", "data", "inference", "image_files"},

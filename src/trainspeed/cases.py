@@ -25,6 +25,10 @@ class Workload:
     batch_size: int
     precision: str
     engine: str = "trainspeed"  # who trains it: trainspeed's engine or a Keras backend (config.ENGINES)
+    # A data-parallel job (data_parallel.py): its ranks and their backend; "" for one device alone.
+    world_size: int = 1
+    backend: str = ""
+    per_device_batch: bool = False  # batch_size is still the global batch; this says how it was chosen
 
     def differences(self, other: Workload) -> list[str]:
         """The names of the fields in which the two workloads differ."""
@@ -43,8 +47,14 @@ class Workload:
     def describe(self) -> str:
         shape = "x".join(map(str, self.image_shape))
         engine = "" if self.engine == "trainspeed" else f" with {self.engine}"
+        parallel = f", {self.ranks()}" if self.backend else ""
         return (f"{self.model} on {self.dataset} ({self.train_images:,} training images of {shape}) "
-                f"at batch {self.batch_size} in {self.precision}{engine}")
+                f"at batch {self.batch_size} in {self.precision}{engine}{parallel}")
+
+    def ranks(self) -> str:
+        """'2 ranks (gloo), 32 per device': the data-parallel part of a label."""
+        per = f", {self.batch_size // self.world_size} per device" if self.per_device_batch else ""
+        return f"{self.world_size} rank{'s' if self.world_size > 1 else ''} ({self.backend}){per}"
 
 
 @dataclass(frozen=True, order=True)
@@ -60,6 +70,8 @@ class CaseKey:
         parts = [f"{self.workload.model} on {self.device}"]
         if "engine" in axes or self.workload.engine != "trainspeed":
             parts.append(self.workload.engine)
+        if self.workload.backend:
+            parts.append(self.workload.ranks())
         if "batch_size" in axes:
             parts.append(f"batch {self.workload.batch_size}")
         if "precision" in axes:
@@ -71,10 +83,12 @@ def file_stem(key: CaseKey, repeat: int, repeats: int) -> str:
     """A file name for what a repeat of `key` leaves behind: 'cnn-cpu-cifar10-b32-fp32', '-r2' for a
     second repeat; every part of the identity that varies within a run is in it."""
     work = key.workload
-    parts = [work.model.replace(":", ""), key.device.replace(":", ""), work.dataset, f"b{work.batch_size}",
-             work.precision]
+    device = key.device.replace(":", "").replace(",", "_")
+    parts = [work.model.replace(":", ""), device, work.dataset, f"b{work.batch_size}", work.precision]
     if work.engine != "trainspeed":
         parts.append(work.engine)
+    if work.backend:
+        parts.append(f"ddp{work.world_size}" + ("-per-device" if work.per_device_batch else ""))
     if repeats > 1:
         parts.append(f"r{repeat}")
     return "-".join(parts)
@@ -95,6 +109,8 @@ def varying_axes(keys: list[CaseKey]) -> tuple[str, ...]:
         axes.append("precision")
     if len({key.workload.engine for key in keys}) > 1:
         axes.append("engine")
+    if len({(key.workload.world_size, key.workload.backend) for key in keys}) > 1:
+        axes.append("data_parallel")
     return tuple(axes)
 
 

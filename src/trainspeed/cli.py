@@ -115,6 +115,16 @@ def build_parser() -> argparse.ArgumentParser:
                      help="skip timing the trained network answering one image and a batch of 1024 (~1 s a case)")
     run.add_argument("--save-models", action="store_true",
                      help="save each trained network to OUT/models/ for trainspeed predict (safetensors)")
+    run.add_argument("--data-parallel", dest="data_parallel", nargs="+", action="extend", default=[],
+                     metavar="GROUP",
+                     help="train each model as one DDP job on a group, beside its one-device reference: cpu:2 (two "
+                          "CPU processes, gloo, the cores split), cuda (every GPU), cuda:0,1; several groups allowed. "
+                          "Without --devices, only the groups train")
+    run.add_argument("--per-device-batch", action="store_true",
+                     help="with --data-parallel: every device trains --batch-size images a step (a bigger global "
+                          "batch, another recipe) instead of its share of them (the default, the seeds' recipe)")
+    run.add_argument("--dist-timeout", dest="dist_timeout_s", type=float, default=300.0, metavar="SECONDS",
+                     help="how long a rank waits for the others before the data-parallel case fails (default: 300)")
     run.add_argument("--in-process", dest="isolate", action="store_false",
                      help="run cases in this process instead of one child process each (no crash isolation)")
     run.add_argument("--resume", type=Path, default=None, metavar="DIR",
@@ -163,6 +173,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         limit=args.limit, seed=args.seed, cpu_threads=args.cpu_threads, repeats=args.repeats,
         time_budget_s=args.time_budget_s, find_max_batch=args.find_max_batch, isolate=args.isolate,
         synthetic_shape=args.synthetic_shape, out=args.out, inference=args.inference, save_models=args.save_models,
+        data_parallel=args.data_parallel, per_device_batch=args.per_device_batch, dist_timeout_s=args.dist_timeout_s,
     )
     if args.resume:
         args.out = str(args.resume)

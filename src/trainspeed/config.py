@@ -53,6 +53,12 @@ class RunConfig:
     inference: bool = True
     # Write each trained network to <out>/models/ (saved.py), for trainspeed predict and load_model.
     save_models: bool = False
+    # Data-parallel groups, each one DDP job (data_parallel.py): "cpu:2", "cuda", "cuda:0,1".
+    data_parallel: list[str] = field(default_factory=list)
+    # Each device of a group trains `batch_sizes` images a step (a different recipe), not its share of them.
+    per_device_batch: bool = False
+    # How long a rank waits for the others (joining, or in a collective) before the case fails.
+    dist_timeout_s: float = 300.0
 
     @classmethod
     def from_dict(cls, data: dict) -> RunConfig:
@@ -70,7 +76,8 @@ class RunConfig:
             raise ConfigError("no models given; choose from e.g. ann, cnn, mlp:1")
         if not self.batch_sizes:
             raise ConfigError("no batch size given, e.g. --batch-size 32 or --batch-size 32,256,2048")
-        checks = [("--epochs", self.epochs, 1), ("--limit", self.limit, 1), ("--cpu-threads", self.cpu_threads, 1),
+        checks = [("--dist-timeout", self.dist_timeout_s, 1),
+                  ("--epochs", self.epochs, 1), ("--limit", self.limit, 1), ("--cpu-threads", self.cpu_threads, 1),
                   ("--repeats", self.repeats, 1), ("--time-budget", self.time_budget_s, 0.1)]
         checks += [("--batch-size", size, 1) for size in self.batch_sizes]
         if self.time_budget_s is not None and not math.isfinite(self.time_budget_s):
@@ -94,6 +101,13 @@ class RunConfig:
                 raise ConfigError(f"unknown engine {name!r}; choose from: {', '.join(ENGINES)}")
         if len(set(self.engines)) < len(self.engines):
             raise ConfigError(f"an engine is named twice in {','.join(self.engines)}")
+        if self.per_device_batch and not self.data_parallel:
+            raise ConfigError("--per-device-batch sets the batch of each device of a group: give --data-parallel too")
+        if self.data_parallel and [engine for engine in self.engines if engine != DEFAULT_ENGINE]:
+            raise ConfigError("--data-parallel trains with trainspeed's engine only: drop the Keras engines, "
+                              "or run them in a run of their own")
+        if self.data_parallel and self.time_budget_s:
+            raise ConfigError("--time-budget projects one device's steps; drop it with --data-parallel")
         if self.save_models and not self.out:
             raise ConfigError("--save-models writes into the run's folder: give --out FOLDER")
         if len(self.synthetic_shape) != 3 or min(self.synthetic_shape) < 1:

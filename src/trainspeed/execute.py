@@ -19,16 +19,17 @@ import numpy as np
 import torch
 from rich.console import Console
 
-from . import __version__, isolation, output, resume, schema
+from . import __version__, isolation, launch, output, resume, schema
 from .after_training import MODELS_FOLDER
 from .cases import CaseKey, varying_axes
 from .config import RunConfig
 from .data import Dataset
+from .data_parallel import cpu_threads_per_rank, first_device, group_of, planned_groups
 from .dataset_info import DatasetInfo
 from .engine.step import DeviceData
 from .errors import ResultsError
 from .eta import duration_phrase, time_left
-from .fold import fold_case, with_speedups
+from .fold import fold_case, group_peaks, with_scaling, with_speedups
 from .machine import devices, environment, precision
 from .machine.describe import device_label
 from .machine.peaks import measure_peaks
@@ -127,9 +128,14 @@ def _run(config: RunConfig, console: Console | None, keep_models: bool, previous
     for name in config.models:
         check_model(name)
     devices.configure_process()
-    targets = [devices.display_name(device) for device in devices.resolve(config.devices)]
+    groups = planned_groups(config.data_parallel, torch.cuda.device_count() if devices.cuda_usable() else 0)
+    # A run of data-parallel groups trains on the devices named as well only when asked to.
+    alone = [] if groups and config.devices is None else devices.resolve(config.devices)
+    targets = [devices.display_name(device) for device in alone]
     # Named once: a case that never measured (unsupported, failed) still says what the device is.
     device_names = {name: device_label(torch.device(name)) for name in targets}
+    device_names.update({group.device: device_label(torch.device(first_device(group.device))) for group in groups})
+    threads_per_rank = cpu_threads_per_rank(groups, devices.usable_cores(), config.cpu_threads)
     devices.set_cpu_threads(config.cpu_threads)
     machine = environment.collect()
     if previous is not None:
@@ -138,7 +144,7 @@ def _run(config: RunConfig, console: Console | None, keep_models: bool, previous
     if announcer.is_terminal:  # a person watching a blank screen; a log keeps to results and errors
         announcer.print(f"loading the data set ({config.dataset})", highlight=False)
     data, load_s = load_data(config)
-    check_plan(config, data)
+    check_plan(config, data, groups)
     if previous is not None:
         resume.check_data(previous.dataset, data, path)
         result = previous
@@ -159,8 +165,9 @@ def _run(config: RunConfig, console: Console | None, keep_models: bool, previous
         progress.message(f"[yellow]note:[/] {note}")
     on_device: dict[str, tuple[DeviceData, float]] = {}  # with the seconds the copy took
     try:
-        peaks = _peaks(result, config, targets, isolate, progress)
-        planned = plan_cases(config, targets, data)
+        peaks = _peaks(result, config, list(dict.fromkeys(targets + [first_device(g.device) for g in groups])),
+                       isolate, progress)
+        planned = plan_cases(config, targets, data, groups)
         finished: dict[CaseKey, float] = {}  # this session's cases and their wall times, for the run's ETA
         owed = [key for key in planned if repeats_to_keep(_existing(result, key)) is not None]
         for number, key in enumerate(planned, 1):
@@ -175,15 +182,21 @@ def _run(config: RunConfig, console: Console | None, keep_models: bool, previous
                 progress.message(f"{key.label(('batch_size', 'precision'))}: already measured")
                 continue
             fold = _folding(config, data, peaks, key, device_names[key.device], session)
-            unsupported = precision.unsupported_reason(key.workload.precision, torch.device(key.device))
+            unsupported = precision.unsupported_reason(key.workload.precision,
+                                                       torch.device(first_device(key.device)))
             if unsupported:
                 progress.message(f"[yellow]{key.label(('batch_size', 'precision'))}: not measured:[/] {unsupported}")
                 _store(result, fold([], failure=Failure(unsupported)), path)
                 continue
             while len(kept) < config.repeats:
                 try:
-                    outcome = _measure(config, key, kept, data, progress, isolate, keep_models, on_device, load_s,
-                                       result, device_names[key.device])
+                    if key.workload.backend:  # one DDP job, launched by torchrun, whatever `isolate` says
+                        outcome = launch.measure_group(config, key, len(kept) + 1, data,
+                                                       group_of(key.device, key.workload.world_size),
+                                                       threads_per_rank, progress)
+                    else:
+                        outcome = _measure(config, key, kept, data, progress, isolate, keep_models, on_device,
+                                           load_s, result, device_names[key.device])
                 except KeyboardInterrupt:
                     _store(result, fold(kept, interrupted=True), path)
                     raise
@@ -212,7 +225,8 @@ def _folding(config: RunConfig, data: Dataset, peaks: dict, key: CaseKey, device
     def fold(repeats, **ending):
         return fold_case(key, repeats, repeats_wanted=config.repeats, epochs=config.epochs,
                          accuracy_meaningful=data.accuracy_meaningful,
-                         peaks=peaks.get(peaks_key(key.device, key.workload.precision)),
+                         peaks=group_peaks(peaks.get(peaks_key(first_device(key.device), key.workload.precision)),
+                                           key),
                          device_name=device_name, session=session, **ending)
     return fold
 
@@ -260,7 +274,7 @@ def _peaks(result: RunResult, config: RunConfig, targets: list[str], isolate: bo
 
 def _store(result: RunResult, case, path: Path | None) -> None:
     result.put(case)
-    result.cases = with_speedups(result.cases)
+    result.cases = with_scaling(with_speedups(result.cases))
     _write(result, path)
 
 

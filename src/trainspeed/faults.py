@@ -3,7 +3,9 @@
 `kill:MODEL` (the process kills itself mid-epoch), `raise:MODEL` (a bug), `oom:MODEL` (out of
 memory at the training step), `oom-above:N` (any batch larger than N runs out of memory) and
 `stall:MODEL` (the process is stopped with SIGSTOP for STALL_SECONDS mid-epoch, once, and a
-helper process continues it with SIGCONT: what Ctrl-Z or a frozen machine does to a run).
+helper process continues it with SIGCONT: what Ctrl-Z or a frozen machine does to a run) and
+`hang:MODEL` (the process sleeps for good: a rank that stops answering). In a data-parallel job,
+`kind:MODEL@RANK` strikes that rank alone.
 Unset, as for every user, it does nothing.
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import time
 
 import torch
 
@@ -26,11 +29,14 @@ def _fault() -> tuple[str, str] | None:
     return (kind, target) if kind else None
 
 
-def at_training_step(model: str) -> None:
+def at_training_step(model: str, rank: int | None = None) -> None:
     fault = _fault()
-    if fault is None or fault[1] != model:
+    if fault is None:
         return
-    kind = fault[0]
+    kind, target = fault
+    target_model, _, target_rank = target.partition("@")
+    if target_model != model or (target_rank and (rank is None or int(target_rank) != rank)):
+        return
     if kind == "kill":
         os.kill(os.getpid(), signal.SIGKILL)
     if kind == "raise":
@@ -39,6 +45,9 @@ def at_training_step(model: str) -> None:
         raise torch.OutOfMemoryError("injected: CUDA out of memory. Tried to allocate 2.00 GiB")
     if kind == "stall":
         _stall_once()
+    if kind == "hang":
+        while True:
+            time.sleep(60)
 
 
 def _stall_once() -> None:

@@ -11,6 +11,7 @@ from dataclasses import replace
 
 from . import flops
 from .cases import CaseKey
+from .data_parallel import group_of, scaling_efficiency
 from .machine import stalls
 from .results import CaseResult, Failure, InferenceFigures, Measurement
 from .stats import images_per_second, speedup, spread
@@ -21,7 +22,7 @@ _FROM_FIRST_REPEAT = ("device_name", "params", "steps_per_epoch", "cpu_threads",
                       "peak_host_memory_bytes", "confusion_matrix", "sample_predictions", "projected",
                       "measured_steps", "other_cpu_load", "flops_per_step", "bytes_per_step", "startup",
                       "cuda_graph", "memory_format", "layout_choice", "kernels", "kernel_choice", "engine_versions",
-                      "engine_devices")
+                      "engine_devices", "parallel")
 
 
 def _identity(key: CaseKey, accuracy_meaningful: bool, epochs: int) -> dict:
@@ -29,7 +30,8 @@ def _identity(key: CaseKey, accuracy_meaningful: bool, epochs: int) -> dict:
     return dict(model=work.model, device=key.device, dataset=work.dataset, batch_size=work.batch_size,
                 precision=work.precision, engine=work.engine, image_shape=tuple(work.image_shape),
                 train_images=work.train_images, test_images=work.test_images,
-                accuracy_meaningful=accuracy_meaningful, epochs=epochs)
+                accuracy_meaningful=accuracy_meaningful, epochs=epochs, world_size=work.world_size,
+                backend=work.backend, per_device_batch=work.per_device_batch)
 
 
 def fold_case(key: CaseKey, repeats: Sequence[Measurement], *, repeats_wanted: int, epochs: int,
@@ -136,4 +138,36 @@ def with_speedups(cases: list[CaseResult]) -> list[CaseResult]:
         baseline = cpu_times.get(case.workload)
         ratio = speedup(baseline, case.steady_epoch_s) if baseline and case.ok and case.steady_epoch_s else None
         updated.append(case if case.speedup_vs_cpu == ratio else replace(case, speedup_vs_cpu=ratio))
+    return updated
+
+
+def group_peaks(peaks: dict | None, key: CaseKey) -> dict | None:
+    """The ceilings a case is judged against: a data-parallel job on N GPUs has N times one GPU's
+    (its first, measured); ranks on the CPU share the one CPU, whose peak is measured whole."""
+    work = key.workload
+    if not peaks or not work.backend or not key.device.startswith("cuda"):
+        return peaks
+    scaled = ("matmul_flops_per_s", "bandwidth_bytes_per_s")
+    return {name: value * work.world_size if name in scaled else value for name, value in peaks.items()}
+
+
+def with_scaling(cases: list[CaseResult]) -> list[CaseResult]:
+    """Each data-parallel case with its speedup over its group's one-device reference, in images/s,
+    and its scaling efficiency (throughput with N / (N x throughput with one))."""
+    rates = {(c.key.workload, c.device): c.images_per_s for c in cases if c.ok and c.images_per_s and c.backend}
+    updated = []
+    for case in cases:
+        work = case.workload
+        if not (case.parallel and work.world_size > 1):
+            updated.append(case)
+            continue
+        one = group_of(case.device, work.world_size).one_device()
+        reference = replace(work, world_size=1, batch_size=work.batch_size // work.world_size
+                            if work.per_device_batch else work.batch_size)
+        base = rates.get((reference, one.device))
+        figures = replace(case.parallel, one_device=one.device if base else None,
+                          speedup_vs_one=case.images_per_s / base if base and case.images_per_s else None,
+                          scaling_efficiency=scaling_efficiency(case.images_per_s, base, work.world_size)
+                          if base and case.images_per_s else None)
+        updated.append(case if figures == case.parallel else replace(case, parallel=figures))
     return updated

@@ -129,7 +129,7 @@ def _spawn(job: Job, progress) -> dict | Failure:
             child.stdin.write(message)
             child.stdin.close()
             for line in child.stdout:
-                result = _handle_event(line, progress) or result
+                result = handle_event(line, progress) or result
             code = child.wait()
         except BaseException:
             _stop(child)
@@ -143,7 +143,7 @@ def _spawn(job: Job, progress) -> dict | Failure:
         return Failure(describe_exit(code, lines[-1] if lines else ""))
 
 
-def _handle_event(line: str, progress) -> dict | None:
+def handle_event(line: str, progress) -> dict | None:
     try:
         event = json.loads(line)
     except json.JSONDecodeError:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import itertools
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 
 from .cases import CaseKey, Workload
 from .config import RunConfig
 from .data import DataOptions, Dataset, load_dataset
+from .data_parallel import Group, global_batch
 from .errors import ConfigError
 from .results import CaseResult, Measurement
 from .timing import Timer
@@ -32,6 +33,8 @@ def keyword_settings(settings: dict) -> dict:
         name = FLAG_KEYWORDS.get(name, name)
         if name in fields_named:
             raise ConfigError(f"{name} is given twice (as a setting and as its flag's name)")
+        if name == "data_parallel" and isinstance(value, str):
+            value = [value]  # one group: "cuda:0,1" names two GPUs, not two groups
         if name in _LISTS and isinstance(value, str):
             value = [part.strip() for part in value.split(",") if part.strip()]
         elif name in _LISTS and isinstance(value, int) and not isinstance(value, bool):
@@ -76,10 +79,11 @@ def load_data(config: RunConfig) -> tuple[Dataset, float]:
     return data, measured.seconds
 
 
-def check_plan(config: RunConfig, data: Dataset) -> None:
+def check_plan(config: RunConfig, data: Dataset, groups: list[Group] = ()) -> None:
     """Refuse, before any training, a case that could only measure something else than it says."""
     images = len(data.train_images)
     for size in config.batch_sizes:
+        size = size * max((group.world_size for group in groups), default=1) if config.per_device_batch else size
         if size > images:
             # Its one step would train on `images`, and its figures would be filed under `size`.
             limited = " (with --limit)" if config.limit else ""
@@ -102,13 +106,22 @@ def workload(data: Dataset, model: str, batch_size: int, precision: str, engine:
                     batch_size, precision, engine)
 
 
-def plan_cases(config: RunConfig, device_names: list[str], data: Dataset) -> list[CaseKey]:
+def plan_cases(config: RunConfig, device_names: list[str], data: Dataset,
+               groups: list[Group] = ()) -> list[CaseKey]:
     """Every case of the run, device by device, in the order they are measured: the engines of a
-    workload one after the other, so that their times are taken minutes apart."""
-    return [CaseKey(workload(data, model, batch, mode, engine), device)
-            for device in device_names
-            for model, batch, mode, engine in itertools.product(config.models, config.batch_sizes, config.precisions,
-                                                                config.engines)]
+    workload one after the other, so that their times are taken minutes apart; then each
+    data-parallel group's cases, its one-device reference first."""
+    single = [CaseKey(workload(data, model, batch, mode, engine), device)
+              for device in device_names
+              for model, batch, mode, engine in itertools.product(config.models, config.batch_sizes,
+                                                                  config.precisions, config.engines)]
+    def parallel(group: Group, model: str, batch: int, mode: str) -> CaseKey:
+        work = workload(data, model, global_batch(batch, group.world_size, config.per_device_batch), mode)
+        return CaseKey(replace(work, world_size=group.world_size, backend=group.backend,
+                               per_device_batch=config.per_device_batch), group.device)
+
+    return single + [parallel(group, model, batch, mode) for group in groups
+                     for model, batch, mode in itertools.product(config.models, config.batch_sizes, config.precisions)]
 
 
 def repeats_to_keep(existing: CaseResult | None) -> list[Measurement] | None:

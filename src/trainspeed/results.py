@@ -8,6 +8,7 @@ from typing import Any
 
 from . import schema
 from .cases import CaseKey, Workload, matching
+from .data_parallel import ParallelFigures
 from .dataset_info import DatasetInfo
 from .errors import ResultsError
 from .output import write_atomically
@@ -125,6 +126,7 @@ class Measurement:
     engine_devices: tuple[str, ...] = ()
     inference: InferenceFigures | None = None  # after training (engine/inference.py); None: not asked for
     model_file: str | None = None  # the trained network saved (saved.py), relative to the run's folder
+    parallel: ParallelFigures | None = None  # a data-parallel repeat's ranks, all-reduce and scaling
 
 
 @dataclass(frozen=True)
@@ -148,6 +150,9 @@ class CaseResult:
     batch_size: int
     precision: str = "fp32"
     engine: str = "trainspeed"
+    world_size: int = 1  # a data-parallel case: its ranks and their backend (data_parallel.py)
+    backend: str = ""
+    per_device_batch: bool = False
     device_name: str = ""
     status: str = "ok"  # "ok", "failed", "stalled", "interrupted", or "partial" while repeats remain
     error: str | None = None
@@ -206,6 +211,7 @@ class CaseResult:
     engine_devices: list[str] = field(default_factory=list)
     inference: InferenceFigures | None = None  # the trained network answering: medians over the repeats
     model_files: list[str] = field(default_factory=list)  # each repeat's saved network (--save-models)
+    parallel: ParallelFigures | None = None  # a data-parallel case's ranks, all-reduce and scaling
     # Seconds the measuring process was stopped or starved during timed work (machine/stalls.py).
     stalled_s: float | None = None
     # Which of the run's sessions measured it (RunResult.sessions): the machine and software it ran on.
@@ -218,7 +224,8 @@ class CaseResult:
     @property
     def workload(self) -> Workload:
         return Workload(self.model, self.dataset, tuple(self.image_shape), self.train_images, self.test_images,
-                        self.batch_size, self.precision, self.engine)
+                        self.batch_size, self.precision, self.engine, self.world_size, self.backend,
+                        self.per_device_batch)
 
     @property
     def key(self) -> CaseKey:

@@ -11,6 +11,7 @@ from .answering import INFERENCE_EXPLAINED, inference_headlines, inference_table
 from .comparison import Comparison, crossovers, engine_effects, headlines, pivots, precision_effects
 from .document import Block, Bullets, Heading, Image, Paragraph, Table, to_html, to_markdown
 from .pictures import chart_blocks
+from .scaling import scaling_sentences, scaling_table
 from .settings import machine_lines, run_settings, settings_table
 from .units import LOAD_ADVICE, memory_column, rate_text, seconds_cell, times
 
@@ -126,13 +127,16 @@ def _measured(comparison: Comparison) -> list[tuple[Workload, str, CaseResult]]:
 
 def _lead(comparison: Comparison, key: Workload) -> list[str]:
     """The cells that tell a row's cases apart: the model, and each axis that varies."""
+    ranks = f"{key.world_size} {key.backend}" if key.backend else "-"
     return [key.model] + ([str(key.batch_size)] if len(comparison.batch_sizes()) > 1 else []) + (
-        [key.precision] if comparison.shows_precision() else []) + ([key.engine] if comparison.shows_engine() else [])
+        [key.precision] if comparison.shows_precision() else []) + (
+        [key.engine] if comparison.shows_engine() else []) + ([ranks] if comparison.shows_ranks() else [])
 
 
 def _lead_headers(comparison: Comparison) -> list[str]:
     return ["model"] + (["batch"] if len(comparison.batch_sizes()) > 1 else []) + (
-        ["precision"] if comparison.shows_precision() else []) + (["engine"] if comparison.shows_engine() else [])
+        ["precision"] if comparison.shows_precision() else []) + (
+        ["engine"] if comparison.shows_engine() else []) + (["ranks"] if comparison.shows_ranks() else [])
 
 
 def _startup_table(comparison: Comparison) -> Table | None:
@@ -212,7 +216,9 @@ def build_blocks(comparison: Comparison, out_dir: Path) -> list[Block]:
     data = first_result.dataset
     title = "trainspeed report" if comparison.single_machine else "trainspeed comparison"
     blocks: list[Block] = [Heading(title, 1)]
-    blocks += [Paragraph(sentence, "headline") for sentence in headlines(comparison) + inference_headlines(comparison)]
+    every_result_case = [case for _, result in comparison.sources for case in result.cases]
+    blocks += [Paragraph(sentence, "headline") for sentence in headlines(comparison) + inference_headlines(comparison)
+               + scaling_sentences(every_result_case)]
     # What a lower precision buys and costs belongs with the headline, not below the tables.
     blocks += [Paragraph(effect.sentence, "warning" if effect.costs_accuracy else "headline")
                for effect in [*engine_effects(comparison), *precision_effects(comparison)]]
@@ -242,6 +248,8 @@ def build_blocks(comparison: Comparison, out_dir: Path) -> list[Block]:
         rows = [[label] + [f"{v:.2f} s" if v is not None else "-" for v in (values.get(c) for c in pivot.columns)]
                 for label, values in pivot.rows]
         blocks.append(Table([pivot.row_header] + pivot.columns, rows, pivot.title))
+    if scaling := scaling_table(every_result_case):
+        blocks += [Heading("Data-parallel scaling", 3), scaling]
     repeats = _repeats_table(comparison)
     if repeats:
         blocks.append(repeats)

@@ -34,6 +34,7 @@ def headlines(comparison: Comparison) -> list[str]:
         at_batch = f" at batch {key.batch_size}" if several_batches else ""
         at_batch += f" in {key.precision}" if comparison.shows_precision() else ""
         at_batch += f" with {engine_name(key.engine)}" if comparison.shows_engine() else ""
+        at_batch += f" as {key.ranks()}" if key.backend else ""
         where = "On this machine " if comparison.single_machine else ""
         others = [c for c in comparison.columns if c != comparison.baseline and c in cells and cells[c].ok]
         for column in comparison.columns:

@@ -103,6 +103,10 @@ class Comparison:
         """Whether the engine must be named: several were measured, or a Keras one alone."""
         return self.engines() not in ([], ["trainspeed"])
 
+    def shows_ranks(self) -> bool:
+        """Whether data-parallel cases were measured: rows are then told apart by their ranks."""
+        return any(key.backend for key in self.rows)
+
     def shows_precision(self) -> bool:
         """Whether precision must be named: several were measured, or one other than fp32."""
         return self.precisions() not in ([], ["fp32"])

@@ -9,6 +9,7 @@ from ..results import CaseResult
 from . import charts
 from .comparison import Comparison
 from .document import Image
+from .scaling import scaling_chart
 
 
 def _slug(text: str) -> str:
@@ -37,6 +38,11 @@ def chart_blocks(comparison: Comparison, found, data, out_dir: Path) -> list[Ima
                      if any(comparison.per_image(key) for key in comparison.rows) else "")
         images.append(Image(path, f"speedup over {comparison.baseline}",
                             f"How many times faster than {comparison.baseline} each device trains.{per_image}"))
+    path = scaling_chart([case for _, result in comparison.sources for case in result.cases], out_dir / "scaling.png")
+    if path:
+        images.append(Image(path, "images per second against devices in the group",
+                            "Data-parallel throughput against the number of devices; the dotted line is N times "
+                            "one device, what perfect scaling would give."))
     path = charts.throughput_chart(comparison, found, out_dir / "throughput_by_batch.png")
     if path:
         images.append(Image(path, "images per second by batch size",

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from ..cases import varying_axes
 from ..results import CaseResult, RunResult
+from .scaling import ranks_text, scaling_text
 from .units import LOAD_ADVICE, milliseconds, plain_name, rate_text, seconds_cell, times
 
 if TYPE_CHECKING:
@@ -94,12 +95,13 @@ def _cv(case: CaseResult) -> str:
 
 def _lead_value(case: CaseResult, column: str) -> str:
     return {"model": case.model, "batch": str(case.batch_size), "precision": case.precision,
-            "engine": case.engine, "device": case.device}[column]
+            "engine": case.engine, "device": case.device, "ranks": ranks_text(case)}[column]
 
 
 def _stacked_case(case: CaseResult, leads: list[tuple[str, str]]) -> str:
     """The model and device, then each varying axis, named where a bare value would puzzle ("batch 32")."""
-    axes = [f"batch {case.batch_size}" if name == "batch" else _lead_value(case, name) for name, _ in leads[1:-1]]
+    axes = [f"batch {case.batch_size}" if name == "batch" else _lead_value(case, name) for name, _ in leads[1:-1]
+            if name != "ranks" or case.backend]
     return "\n".join([case.model, case.device, *axes])
 
 
@@ -119,13 +121,16 @@ def results_table(result: RunResult, width: int | None = None) -> Table:
         [case.key for case in result.cases]) else ()),
         *((("precision", "left"),) if precisions not in ([], ["fp32"]) else ()),
         *((("engine", "left"),) if {case.engine for case in result.cases} not in (set(), {"trainspeed"}) else ()),
+        *((("ranks", "left"),) if any(case.backend for case in result.cases) else ()),
         ("device", "left")]
     # A column only where it has something to say: a spread where there is one, a speedup where a device
     # was set beside the CPU.
     show_cv = any(case.steady_cv is not None for case in result.cases)
     show_speedup = any(case.speedup_vs_cpu and case.device != "cpu" for case in result.cases)
+    show_scaling = any(case.parallel and case.parallel.scaling_efficiency for case in result.cases)
     figures = [("first epoch s", "right"), ("steady s/epoch", "right"), *((("CV", "right"),) if show_cv else ()),
                ("images/s", "right"), ("MFU", "right"), *((("speedup vs CPU", "right"),) if show_speedup else ()),
+               *((("vs 1 device", "right"),) if show_scaling else ()),
                ("test accuracy", "right")]
 
     def least(name: str) -> int:
@@ -165,6 +170,7 @@ def results_table(result: RunResult, width: int | None = None) -> Table:
             f"{case.images_per_s:,.0f}" if case.images_per_s else "-",
             f"{case.mfu:.0%}" if case.mfu is not None else "-",
             *([times(case.speedup_vs_cpu) if case.speedup_vs_cpu else "-"] if show_speedup else []),
+            *([scaling_text(case)] if show_scaling else []),
             _accuracy(case),
         )
     return table

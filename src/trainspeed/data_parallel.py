@@ -1,0 +1,164 @@
+"""Data-parallel groups: what `--data-parallel` names, how a global batch is split among the ranks,
+and how scaling is judged. Pure: no torch, so it is tested and reported on any machine.
+
+A group is one DDP job (torch.distributed): `cpu:N` is N processes on this CPU talking over gloo,
+the cores split between them; `cuda` is every GPU of this host, `cuda:0,1` those GPUs, over NCCL.
+Its one-device reference is the same job with world size 1 on one device of the group (on the CPU,
+one rank's share of the cores), so that speedup and scaling efficiency compare like with like.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import ConfigError
+
+BACKENDS = {"cpu": "gloo", "cuda": "nccl"}
+# Where PyTorch documents CUDA graphs under DDP as safe it asks for conditions (NCCL's async error
+# handling off, warm-up iterations before capture, static buckets) that trainspeed does not set up.
+EAGER_REASON = ("eager steps: CUDA graphs under DDP need NCCL's asynchronous error handling off and static "
+                "buckets, which would weaken the fault handling; data-parallel steps run eagerly")
+
+
+@dataclass(frozen=True, order=True)
+class Group:
+    """One data-parallel job on this host: its device kind, its GPUs, and how many ranks."""
+
+    kind: str  # "cpu" or "cuda"
+    world_size: int
+    gpus: tuple[int, ...] = ()  # the GPUs in rank order; none on the CPU
+
+    @property
+    def backend(self) -> str:
+        return BACKENDS[self.kind]
+
+    @property
+    def device(self) -> str:
+        """The group as results name it: 'cpu' (its size is the world size), 'cuda:0,1'."""
+        return "cpu" if self.kind == "cpu" else "cuda:" + ",".join(map(str, self.gpus))
+
+    def one_device(self) -> Group:
+        """The reference: world size 1 on the group's first device."""
+        return Group(self.kind, 1, self.gpus[:1])
+
+    def describe(self) -> str:
+        if self.kind == "cpu":
+            return f"{self.world_size} CPU process{'es' if self.world_size > 1 else ''} ({self.backend})"
+        return f"{self.world_size} GPU{'s' if self.world_size > 1 else ''} {self.device} ({self.backend})"
+
+
+def group_of(device: str, world_size: int) -> Group:
+    """The group a data-parallel case ran on, from its device and world size ('cuda:0,1', 2)."""
+    kind, _, gpus = device.partition(":")
+    return Group(kind, world_size, tuple(int(gpu) for gpu in gpus.split(",")) if gpus else ())
+
+
+def first_device(device: str) -> str:
+    """The group's first device, whose peaks and name stand for each of its devices: 'cuda:0'."""
+    return device.split(",")[0]
+
+
+def parse_group(spec: str, gpu_count: int) -> Group:
+    """`cpu:N`, `cuda` (every GPU here), `cuda:N` (that GPU alone) or `cuda:0,1` (those GPUs)."""
+    kind, _, rest = spec.strip().lower().partition(":")
+    example = "e.g. --data-parallel cpu:2, --data-parallel cuda or --data-parallel cuda:0,1"
+    if kind == "cpu":
+        if not rest:
+            return Group("cpu", 1)
+        if not rest.isdigit() or int(rest) < 1:
+            raise ConfigError(f"--data-parallel {spec}: cpu:N takes a number of processes, N >= 1 ({example})")
+        return Group("cpu", int(rest))
+    if kind != "cuda":
+        raise ConfigError(f"--data-parallel {spec}: not a group trainspeed can run ({example})")
+    if gpu_count == 0:
+        raise ConfigError(f"--data-parallel {spec}: no CUDA GPU can be used here (see `trainspeed devices`); "
+                          "on the CPU use --data-parallel cpu:2")
+    if not rest:
+        return Group("cuda", gpu_count, tuple(range(gpu_count)))
+    parts = [part.strip() for part in rest.split(",")]
+    if not all(part.isdigit() for part in parts) or len(set(parts)) < len(parts):
+        raise ConfigError(f"--data-parallel {spec}: name each GPU once by its number ({example})")
+    gpus = tuple(int(part) for part in parts)
+    missing = [gpu for gpu in gpus if gpu >= gpu_count]
+    if missing:
+        raise ConfigError(f"--data-parallel {spec}: this host has {gpu_count} GPU(s), cuda:0 to "
+                          f"cuda:{gpu_count - 1}, not cuda:{missing[0]}")
+    return Group("cuda", len(gpus), gpus)
+
+
+def planned_groups(specs: list[str], gpu_count: int) -> list[Group]:
+    """The groups asked for, each preceded by its one-device reference, none twice."""
+    groups: list[Group] = []
+    for spec in specs:
+        group = parse_group(spec, gpu_count)
+        for wanted in (group.one_device(), group):
+            if wanted not in groups:
+                groups.append(wanted)
+    return groups
+
+
+def cpu_threads_per_rank(groups: list[Group], cores: int, asked: int | None) -> int:
+    """Threads for each CPU rank: `--cpu-threads` if given, else the cores split among the largest
+    CPU group's ranks, the same for every CPU group of the run so its sizes compare."""
+    if asked:
+        return asked
+    largest = max((group.world_size for group in groups if group.kind == "cpu"), default=1)
+    return max(1, cores // largest)
+
+
+def global_batch(batch_size: int, world_size: int, per_device: bool) -> int:
+    """The batch one optimizer step sees: the seeds' batch split across ranks (faithful), or
+    `batch_size` on every device (`--per-device-batch`, a different recipe)."""
+    return batch_size * world_size if per_device else batch_size
+
+
+def shard(batch: int, world_size: int, rank: int) -> tuple[int, int]:
+    """The slice of a batch of `batch` images that `rank` trains on: as even as can be, the first
+    ranks one image more. A rank may get none (a last batch smaller than the group): it still
+    steps, with zero weight, so that every rank runs the same number of steps."""
+    base, extra = divmod(batch, world_size)
+    start = rank * base + min(rank, extra)
+    return start, start + base + (1 if rank < extra else 0)
+
+
+def loss_weight(shard_size: int, batch: int, world_size: int) -> float:
+    """What a rank's mean loss is multiplied by so that DDP's average of the ranks' gradients is
+    the gradient of the whole batch's mean loss: shard_size * world_size / batch."""
+    return shard_size * world_size / batch
+
+
+def scaling_efficiency(images_per_s: float, one_device_images_per_s: float, world_size: int) -> float:
+    """Throughput with N devices over N times the throughput with one."""
+    return images_per_s / (world_size * one_device_images_per_s)
+
+
+def merged_seconds(intervals: list[tuple[float, float]]) -> float:
+    """The time covered by at least one of the intervals: buckets' all-reduces overlap each other."""
+    covered, end = 0.0, float("-inf")
+    for start, stop in sorted(intervals):
+        if stop <= end:
+            continue
+        covered += stop - max(start, end)
+        end = stop
+    return covered
+
+
+@dataclass(frozen=True)
+class ParallelFigures:
+    """What a data-parallel repeat measured beyond a one-device case, and how it scaled."""
+
+    world_size: int
+    backend: str
+    rank_epoch_s: tuple[float, ...] = ()  # each rank's steady epoch, barrier to synchronize
+    slowest_rank: int = 0
+    # Wall time with a gradient all-reduce in flight over the epoch's time, on the rank where it is
+    # largest (overlapping backward: what it costs is at most this).
+    allreduce_share: float | None = None
+    allreduce_s: float | None = None  # that rank's all-reduce seconds per steady epoch
+    shards: str = ""  # how a global batch is split: "16 + 16"
+    threads_per_rank: int | None = None  # on the CPU
+    step_mode: str = ""  # eager, and why
+    # Against the same model on one device of the group (fold.with_scaling); None without one.
+    one_device: str | None = None
+    speedup_vs_one: float | None = None
+    scaling_efficiency: float | None = None

@@ -1,0 +1,214 @@
+"""One repeat of a data-parallel case, as one rank of a DDP job trains it (torch.distributed).
+
+Every rank builds the model from the seed (DDP then broadcasts rank 0's weights), draws each
+epoch's order from one generator seeded alike on every rank, and trains on its slice of each
+global batch (data_parallel.shard), its loss weighted so that DDP's mean of the ranks' gradients
+is the whole batch's gradient: the same step as one device with the same batch, up to rounding.
+Each epoch is timed from a barrier to a synchronize on every rank; the slowest rank's time is the
+case's. Gradient all-reduces are timed by a communication hook. Rank 0 alone evaluates and answers.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import replace
+from datetime import timedelta
+from statistics import median
+
+import torch
+import torch.distributed as dist
+from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
+from torch.nn.parallel import DistributedDataParallel
+
+from . import faults, flops
+from .cases import CaseKey, repeat_label
+from .config import RunConfig
+from .data import Dataset
+from .data_parallel import EAGER_REASON, ParallelFigures, loss_weight, merged_seconds, shard
+from .engine.evaluate import evaluate, predict
+from .engine.step import DeviceData, forward
+from .machine import devices, precision
+from .machine.describe import device_label
+from .models import create_model
+from .progress import REPORT_SECONDS
+from .results import SAMPLE_IMAGES, EpochRecord, Measurement, StartupCost
+from .stats import first_and_steady, steps_per_epoch
+from .timing import Timer
+
+
+def launched() -> bool:
+    """Whether this process is a rank that torchrun (or another launcher of PyTorch's) started."""
+    return all(name in os.environ for name in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"))
+
+
+def rank_device(kind: str) -> torch.device:
+    """This rank's device: the CPU, or the GPU of its local rank among those it can see."""
+    if kind == "cpu":
+        return torch.device("cpu")
+    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def join(backend: str, timeout_s: float) -> None:
+    """Join the job's process group; a rank that does not arrive, or a collective that does not
+    finish, within `timeout_s` raises instead of hanging."""
+    if not dist.is_initialized():
+        dist.init_process_group(backend, timeout=timedelta(seconds=timeout_s))
+
+
+class AllReduceClock:
+    """A DDP communication hook: PyTorch's own all-reduce, with the time each bucket was in flight."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.cuda = device.type == "cuda"
+        self.intervals: list[tuple[float, float]] = []
+        self.events: list[tuple[torch.cuda.Event, torch.cuda.Event]] = []
+
+    # Unannotated: DDP checks a hook's annotations against the classes, and these would be strings here.
+    def hook(self, state, bucket):
+        start = time.perf_counter()
+        began = torch.cuda.Event(enable_timing=True) if self.cuda else None
+        if began is not None:
+            began.record()
+        future = default_hooks.allreduce_hook(state, bucket)
+
+        def finished(done: torch.futures.Future[torch.Tensor]) -> torch.Tensor:
+            if began is not None:  # the callback runs on the stream the result is ready on
+                ended = torch.cuda.Event(enable_timing=True)
+                ended.record()
+                self.events.append((began, ended))
+            else:
+                self.intervals.append((start, time.perf_counter()))
+            return done.value()
+
+        return future.then(finished)
+
+    def seconds(self) -> float:
+        """All-reduce seconds since the last call, read after the device was synchronized."""
+        if self.cuda:
+            # NCCL runs a rank's all-reduces one after another on its stream: they add up.
+            total = sum(began.elapsed_time(ended) for began, ended in self.events) / 1e3
+        else:
+            total = merged_seconds(self.intervals)
+        self.intervals, self.events = [], []
+        return total
+
+
+def _gathered(value: float, device: torch.device) -> list[float]:
+    """`value` from every rank, in rank order (NCCL reduces tensors on the GPU, gloo on the CPU)."""
+    slots = torch.zeros(dist.get_world_size(), dtype=torch.float64, device=device)
+    slots[dist.get_rank()] = value
+    dist.all_reduce(slots)
+    return slots.tolist()
+
+
+def measure_rank_repeat(config: RunConfig, key: CaseKey, repeat: int, data: Dataset, device: torch.device,
+                        progress, startup: StartupCost, threads: int | None) -> Measurement | None:
+    """Train this rank's share of the case; rank 0 returns the repeat's Measurement, others None."""
+    work = key.workload
+    rank, world = dist.get_rank(), dist.get_world_size()
+    precision.apply(work.precision)
+    devices.configure_device(device)
+    timer = Timer(synchronize=lambda: devices.synchronize(device))
+    with timer.measure("to device") as copied:
+        on_device = DeviceData.from_arrays(data.train_images, data.train_labels, data.test_images,
+                                           data.test_labels, device)
+    with timer.measure("build") as built:
+        torch.manual_seed(config.seed)
+        spec = create_model(work.model, data.image_shape, data.num_classes)
+        spec.network.to(device)
+        network = DistributedDataParallel(spec.network, device_ids=[device.index] if device.type == "cuda" else None)
+        clock = AllReduceClock(device)
+        network.register_comm_hook(dist.group.WORLD, clock.hook)
+        optimizer = spec.make_optimizer(network.parameters())
+    cost = flops.training_step_cost(spec.network, data.image_shape, work.batch_size,
+                                    "sgd" if isinstance(optimizer, torch.optim.SGD) else "adam")
+    trained = replace(spec, network=network)
+    batch, count = work.batch_size, len(on_device.train_images)
+    steps = steps_per_epoch(count, batch)
+    label = repeat_label(key, repeat, config.repeats)
+    generator = torch.Generator().manual_seed(config.seed)
+    history, own_s, allreduce_s = [], [], []
+    epoch_s, first_step_s = [], None
+    for epoch in range(1, config.epochs + 1):
+        progress.start_epoch(f"{label}: epoch {epoch}/{config.epochs}", steps)
+        order = torch.randperm(count, generator=generator).to(device)
+        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+        correct = torch.zeros((), dtype=torch.float64, device=device)
+        network.train()
+        dist.barrier()
+        devices.synchronize(device)
+        clock.seconds()  # forget the barrier's and the last epoch's
+        started = time.perf_counter()
+        next_report = started + REPORT_SECONDS
+        for step in range(steps):
+            faults.at_training_step(work.model, rank)
+            batch_index = order[step * batch:(step + 1) * batch]
+            low, high = shard(len(batch_index), world, rank)
+            # An empty slice still steps, on one image with zero weight: DDP needs every rank's gradients.
+            mine = batch_index[low:high] if high > low else batch_index[:1]
+            weight = loss_weight(high - low, len(batch_index), world)
+            optimizer.zero_grad(set_to_none=True)
+            logits, loss = forward(trained, on_device.train_images[mine], on_device.train_labels[mine], work.precision)
+            (loss * weight).backward()
+            optimizer.step()
+            with torch.no_grad():
+                loss_sum += loss.detach().double() * (high - low)
+                correct += (logits.argmax(-1) == on_device.train_labels[mine]).sum().double() if high > low else 0
+            if first_step_s is None:
+                devices.synchronize(device)
+                first_step_s = time.perf_counter() - started
+            if rank == 0 and (step + 1 == steps or time.perf_counter() >= next_report):
+                seen = min((step + 1) * batch, count) / world  # its own share, roughly: no waiting on others
+                progress.update(step + 1, steps, loss_sum.item() / max(seen, 1), correct.item() / max(seen, 1))
+                next_report = time.perf_counter() + REPORT_SECONDS
+        devices.synchronize(device)
+        own = time.perf_counter() - started
+        reduced = clock.seconds()
+        ranks_s = _gathered(own, device)
+        sums = torch.stack((loss_sum, correct))
+        dist.all_reduce(sums)
+        epoch_s.append(max(ranks_s))  # the job is as fast as its slowest rank
+        own_s.append(ranks_s)
+        allreduce_s.append(_gathered(reduced, device))
+        history.append(EpochRecord(epoch, epoch_s[-1], sums[0].item() / count, sums[1].item() / count))
+    if rank != 0:
+        return None
+    return _rank_zero_measurement(key, repeat, spec, on_device, device, cost, timer, history, epoch_s,
+                                  own_s, allreduce_s, steps, threads, replace(
+                                      startup, data_s=(startup.data_s or 0.0) + copied.seconds,
+                                      build_s=built.seconds, first_step_s=first_step_s))
+
+
+def _rank_zero_measurement(key, repeat, spec, on_device, device, cost, timer, history, epoch_s, own_s,
+                           allreduce_s, steps, threads, startup) -> Measurement:
+    """The repeat as rank 0 reports it: the slowest rank's epochs, the network evaluated."""
+    work = key.workload
+    world = len(own_s[0])
+    with timer.measure("eval") as evaluated:
+        test = evaluate(spec, on_device.test_images, on_device.test_labels, work.batch_size, work.precision)
+    first_epoch_s, steady_epoch_s = first_and_steady(tuple(epoch_s))
+    steady = own_s[1:] or own_s  # per epoch, per rank
+    rank_steady = [median([epoch[rank] for epoch in steady]) for rank in range(world)]
+    shares = [sum(epoch[rank] for epoch in allreduce_s[-len(steady):]) / sum(epoch[rank] for epoch in steady)
+              for rank in range(world)]
+    heaviest = max(range(world), key=lambda rank: shares[rank])
+    sizes = [high - low for low, high in (shard(work.batch_size, world, rank) for rank in range(world))]
+    parallel = ParallelFigures(
+        world_size=world, backend=work.backend, rank_epoch_s=tuple(rank_steady),
+        slowest_rank=max(range(world), key=lambda rank: rank_steady[rank]),
+        allreduce_share=shares[heaviest],
+        allreduce_s=median([epoch[heaviest] for epoch in allreduce_s[-len(steady):]]),
+        shards=" + ".join(map(str, sizes)), threads_per_rank=threads if device.type == "cpu" else None,
+        step_mode=EAGER_REASON if device.type == "cuda" else "eager")
+    last = history[-1]
+    return Measurement(
+        repeat=repeat, steady_epoch_s=steady_epoch_s, epoch_s=tuple(epoch_s), first_epoch_s=first_epoch_s,
+        history=tuple(history), train_loss=last.train_loss, train_accuracy=last.train_accuracy,
+        test_loss=test.loss, test_accuracy=test.accuracy, eval_s=evaluated.seconds, confusion_matrix=test.confusion,
+        sample_predictions=predict(spec, on_device.test_images[:SAMPLE_IMAGES]).indices.tolist(),
+        steps_per_epoch=steps, params=spec.params, flops_per_step=cost.flops, bytes_per_step=cost.bytes,
+        peak_memory_bytes=devices.peak_device_memory_bytes(device),
+        peak_host_memory_bytes=devices.peak_host_memory_bytes(), startup=replace(
+            startup, steady_step_s=steady_epoch_s / steps),
+        device_name=device_label(device), cpu_threads=torch.get_num_threads(), parallel=parallel)
