@@ -22,10 +22,10 @@ LEVELS = [
     {"machine", "data", "inference", "image_files"},
     {"models", "losses", "optimizers", "layers", "saved"},
     {"engine", "keras_engine", "prediction"},
-    {"budget", "measure", "after_training"},
+    {"budget", "measure", "after_training", "distributed"},
     {"fold", "plan", "resume"},
-    {"isolation"},
-    {"execute"},
+    {"isolation", "launch"},
+    {"execute", "rank_run"},
     {"reporting"},
     {"cli", "__init__", "__main__"},  # the command and the public API (imported lazily) are the top
 ]

@@ -163,6 +163,7 @@ def cmd_devices(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
     from .config import DEFAULT_MODELS, RunConfig
+    from .data_parallel import launched_by_torchrun
     from .execute import resume_run, run
     from .reporting.terminal import inference_table, results_table, warning_lines
 
@@ -181,6 +182,12 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     try:
         if args.resume:
             result = resume_run(args.resume, console=Console(stderr=True))
+        elif launched_by_torchrun():
+            from .rank_run import run_as_rank
+
+            result = run_as_rank(config, console=Console(stderr=True))
+            if result is None:  # a rank other than 0: rank 0 speaks and writes for the job
+                return 0
         else:
             result = run(config, console=Console(stderr=True))
     except KeyboardInterrupt:

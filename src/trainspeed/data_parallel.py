@@ -9,6 +9,7 @@ one rank's share of the cores), so that speedup and scaling efficiency compare l
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from .errors import ConfigError
@@ -45,6 +46,11 @@ class Group:
         if self.kind == "cpu":
             return f"{self.world_size} CPU process{'es' if self.world_size > 1 else ''} ({self.backend})"
         return f"{self.world_size} GPU{'s' if self.world_size > 1 else ''} {self.device} ({self.backend})"
+
+
+def launched_by_torchrun() -> bool:
+    """Whether this process is a rank that torchrun (or another launcher of PyTorch's) started."""
+    return all(name in os.environ for name in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"))
 
 
 def group_of(device: str, world_size: int) -> Group:
@@ -149,6 +155,7 @@ class ParallelFigures:
 
     world_size: int
     backend: str
+    nodes: int = 1  # machines: torchrun's agents
     rank_epoch_s: tuple[float, ...] = ()  # each rank's steady epoch, barrier to synchronize
     slowest_rank: int = 0
     # Wall time with a gradient all-reduce in flight over the epoch's time, on the rank where it is

@@ -37,11 +37,6 @@ from .stats import first_and_steady, steps_per_epoch
 from .timing import Timer
 
 
-def launched() -> bool:
-    """Whether this process is a rank that torchrun (or another launcher of PyTorch's) started."""
-    return all(name in os.environ for name in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"))
-
-
 def rank_device(kind: str) -> torch.device:
     """This rank's device: the CPU, or the GPU of its local rank among those it can see."""
     if kind == "cpu":
@@ -195,7 +190,8 @@ def _rank_zero_measurement(key, repeat, spec, on_device, device, cost, timer, hi
     heaviest = max(range(world), key=lambda rank: shares[rank])
     sizes = [high - low for low, high in (shard(work.batch_size, world, rank) for rank in range(world))]
     parallel = ParallelFigures(
-        world_size=world, backend=work.backend, rank_epoch_s=tuple(rank_steady),
+        world_size=world, backend=work.backend, nodes=int(os.environ.get("GROUP_WORLD_SIZE", "1") or 1),
+        rank_epoch_s=tuple(rank_steady),
         slowest_rank=max(range(world), key=lambda rank: rank_steady[rank]),
         allreduce_share=shares[heaviest],
         allreduce_s=median([epoch[heaviest] for epoch in allreduce_s[-len(steady):]]),

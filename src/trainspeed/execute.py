@@ -212,7 +212,7 @@ def _run(config: RunConfig, console: Console | None, keep_models: bool, previous
             finished[key] = time.perf_counter() - started
     finally:
         progress.__exit__(None, None, None)
-        _write(result, path)  # whatever happened, the finished cases are kept
+        write_results(result, path)  # whatever happened, the finished cases are kept
     return result
 
 
@@ -275,10 +275,10 @@ def _peaks(result: RunResult, config: RunConfig, targets: list[str], isolate: bo
 def _store(result: RunResult, case, path: Path | None) -> None:
     result.put(case)
     result.cases = with_scaling(with_speedups(result.cases))
-    _write(result, path)
+    write_results(result, path)
 
 
-def _write(result: RunResult, path: Path | None) -> None:
+def write_results(result: RunResult, path: Path | None) -> None:
     """results.json, and results.csv beside it: one row per case and repeat for a spreadsheet."""
     if path is None:
         return

@@ -1,0 +1,140 @@
+"""Data-parallel cases: the pure rules, then real DDP jobs of two CPU ranks (gloo), launched by torchrun."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import trainspeed
+from trainspeed.data_parallel import (
+    Group,
+    cpu_threads_per_rank,
+    global_batch,
+    loss_weight,
+    merged_seconds,
+    parse_group,
+    planned_groups,
+    scaling_efficiency,
+    shard,
+)
+from trainspeed.errors import ConfigError
+
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+
+
+def test_groups_are_parsed_as_torchrun_users_name_them():
+    assert parse_group("cpu:2", 0) == Group("cpu", 2)
+    assert parse_group("cuda", 4) == Group("cuda", 4, (0, 1, 2, 3))
+    assert parse_group("cuda:1,3", 4) == Group("cuda", 2, (1, 3))
+    assert parse_group("cuda:1", 4) == Group("cuda", 1, (1,))
+    assert parse_group("cuda:0,1", 4).device == "cuda:0,1" and parse_group("cpu:2", 0).backend == "gloo"
+    for spec, message in [("cpu:0", "N >= 1"), ("tpu", "not a group"), ("cuda:0,0", "each GPU once"),
+                          ("cuda:5", "has 4 GPU"), ("cuda:x", "each GPU once")]:
+        with pytest.raises(ConfigError, match=message):
+            parse_group(spec, 4)
+    with pytest.raises(ConfigError, match="no CUDA GPU.*cpu:2"):
+        parse_group("cuda", 0)
+
+
+def test_each_group_is_planned_after_its_one_device_reference_and_cores_are_split():
+    groups = planned_groups(["cpu:2", "cpu:1", "cuda:2,3"], 4)
+    assert groups == [Group("cpu", 1), Group("cpu", 2), Group("cuda", 1, (2,)), Group("cuda", 2, (2, 3))]
+    assert cpu_threads_per_rank(groups, 8, None) == 4  # the largest CPU group sets every CPU rank's share
+    assert cpu_threads_per_rank(groups, 8, 3) == 3
+    assert cpu_threads_per_rank([Group("cpu", 3)], 2, None) == 1
+
+
+def test_a_global_batch_splits_evenly_and_every_rank_steps():
+    assert [shard(32, 2, rank) for rank in range(2)] == [(0, 16), (16, 32)]
+    assert [shard(10, 3, rank) for rank in range(3)] == [(0, 4), (4, 7), (7, 10)]
+    assert [shard(1, 2, rank) for rank in range(2)] == [(0, 1), (1, 1)]  # the second rank steps with nothing
+    # The weights make DDP's mean of per-rank mean losses the whole batch's mean: sum(w_r * mean_r) / N.
+    assert [loss_weight(n, 10, 3) for n in (4, 3, 3)] == [1.2, 0.9, 0.9]
+    assert global_batch(32, 4, per_device=False) == 32 and global_batch(32, 4, per_device=True) == 128
+
+
+def test_scaling_and_all_reduce_arithmetic():
+    assert scaling_efficiency(1700.0, 1000.0, 2) == pytest.approx(0.85)
+    assert merged_seconds([(0.0, 1.0), (0.5, 2.0), (3.0, 3.5), (3.1, 3.2)]) == pytest.approx(2.5)
+    assert merged_seconds([]) == 0.0
+
+
+def _launch_processes() -> list[str]:
+    """Command lines of any rank or launcher of ours still alive."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if "trainspeed.launch" in command and "pytest" not in command:
+                found.append(command)
+    return found
+
+
+SMALL = dict(models="mlp:1", dataset="synthetic", limit=40, epochs=2, batch_size=32, synthetic_shape="8x8x3",
+             inference=False, out=None, data_parallel="cpu:2")
+
+
+def test_two_ranks_take_the_same_step_as_one_with_the_same_global_batch():
+    result = trainspeed.run(**SMALL)
+    one, two = sorted(result.cases, key=lambda case: case.world_size)
+    assert (one.world_size, two.world_size, one.backend, two.backend) == (1, 2, "gloo", "gloo")
+    assert one.ok and two.ok
+    # 40 images at batch 32: a full batch split 16 + 16, then 8 images split 4 + 4; the second epoch's
+    # loss is taken after those steps, so any difference in the step would show in it.
+    assert two.parallel.shards == "16 + 16"
+    assert two.history[1].train_loss == pytest.approx(one.history[1].train_loss, rel=1e-5)
+    assert two.test_loss == pytest.approx(one.test_loss, rel=1e-5)
+    assert one.history[1].train_loss != one.history[0].train_loss
+    assert two.parallel.one_device == "cpu" and two.parallel.speedup_vs_one == pytest.approx(
+        two.images_per_s / one.images_per_s)
+    assert 0 < two.parallel.allreduce_share < 1 and len(two.parallel.rank_epoch_s) == 2
+    assert two.steady_epoch_s == max(two.parallel.rank_epoch_s)  # the slowest rank's
+    assert not _launch_processes()
+
+
+@pytest.mark.parametrize("fault, reason", [
+    ("kill:mlp:1@1", "rank 1 of 2: it was killed by SIGKILL"),
+    ("hang:mlp:1@1", "rank 0 of 2: a collective did not finish within 3 s"),
+])
+def test_a_dead_or_hung_rank_fails_the_case_and_the_run_goes_on(monkeypatch, fault, reason):
+    monkeypatch.setenv("TRAINSPEED_FAULT", fault)
+    result = trainspeed.run(**{**SMALL, "models": "mlp:1,mlp:2", "dist_timeout_s": 3})
+    by_key = {(case.model, case.world_size): case for case in result.cases}
+    assert by_key[("mlp:1", 1)].ok and by_key[("mlp:2", 1)].ok and by_key[("mlp:2", 2)].ok
+    assert by_key[("mlp:1", 2)].status == "failed" and by_key[("mlp:1", 2)].error.startswith(reason)
+    assert not _launch_processes()
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_two_torchrun_nodes_on_one_host_train_one_case_and_rank_zero_alone_writes(tmp_path):
+    port = _free_port()
+    environ = {**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1"}
+    environ.pop("TRAINSPEED_FAULT", None)
+    nodes = [subprocess.Popen(
+        [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1",
+         "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", "trainspeed-test",
+         "-m", "trainspeed", "run", "--data-parallel", "cpu", "--models", "mlp:1", "--dataset", "synthetic",
+         "--synthetic-shape", "8x8x3", "--limit", "64", "--epochs", "2", "--no-inference", "--cpu-threads", "1",
+         "--out", str(tmp_path / f"node{node}")], env=environ, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True) for node in range(2)]
+    outputs = [node.communicate(timeout=240)[0] for node in nodes]
+    assert [node.returncode for node in nodes] == [0, 0], outputs
+    written = [node for node in range(2) if (tmp_path / f"node{node}" / "results.json").exists()]
+    assert len(written) == 1 and not (tmp_path / f"node{1 - written[0]}").exists()
+    results = json.loads((tmp_path / f"node{written[0]}" / "results.json").read_text())
+    (case,) = results["cases"]
+    assert (case["status"], case["world_size"], case["backend"]) == ("ok", 2, "gloo")
+    assert case["parallel"]["nodes"] == 2 and case["parallel"]["shards"] == "16 + 16"
+    assert "2 ranks (gloo)" in outputs[written[0]] and "results:" not in outputs[1 - written[0]]
