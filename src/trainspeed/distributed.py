@@ -116,6 +116,9 @@ def measure_rank_repeat(config: RunConfig, key: CaseKey, repeat: int, data: Data
         clock = AllReduceClock(device)
         network.register_comm_hook(dist.group.WORLD, clock.hook)
         optimizer = spec.make_optimizer(network.parameters())
+    # Dropout's masks: each rank its own stream, as in one device's batch, rather than the same masks
+    # on every rank's slice (the weights are the same everywhere: DDP broadcast rank 0's).
+    torch.manual_seed(config.seed + rank)
     cost = flops.training_step_cost(spec.network, data.image_shape, work.batch_size,
                                     "sgd" if isinstance(optimizer, torch.optim.SGD) else "adam")
     trained = replace(spec, network=network)
