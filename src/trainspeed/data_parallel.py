@@ -42,11 +42,6 @@ class Group:
         """The reference: world size 1 on the group's first device."""
         return Group(self.kind, 1, self.gpus[:1])
 
-    def describe(self) -> str:
-        if self.kind == "cpu":
-            return f"{self.world_size} CPU process{'es' if self.world_size > 1 else ''} ({self.backend})"
-        return f"{self.world_size} GPU{'s' if self.world_size > 1 else ''} {self.device} ({self.backend})"
-
 
 def launched_by_torchrun() -> bool:
     """Whether this process is a rank that torchrun (or another launcher of PyTorch's) started."""

@@ -21,7 +21,7 @@ import torch.distributed as dist
 from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
 from torch.nn.parallel import DistributedDataParallel
 
-from . import faults, flops
+from . import faults
 from .cases import CaseKey, repeat_label
 from .config import RunConfig
 from .data import Dataset
@@ -30,6 +30,7 @@ from .engine.evaluate import evaluate, predict
 from .engine.step import DeviceData, forward
 from .machine import devices, precision
 from .machine.describe import device_label
+from .measure import copy_to_device, step_cost
 from .models import create_model
 from .progress import REPORT_SECONDS
 from .results import SAMPLE_IMAGES, EpochRecord, Measurement, StartupCost
@@ -98,16 +99,16 @@ def _gathered(value: float, device: torch.device) -> list[float]:
 
 
 def measure_rank_repeat(config: RunConfig, key: CaseKey, repeat: int, data: Dataset, device: torch.device,
-                        progress, startup: StartupCost, threads: int | None) -> Measurement | None:
-    """Train this rank's share of the case; rank 0 returns the repeat's Measurement, others None."""
+                        progress, startup: StartupCost, threads: int | None,
+                        copied: tuple[DeviceData, float] | None = None) -> Measurement | None:
+    """Train this rank's share of the case; rank 0 returns the repeat's Measurement, others None.
+    `copied`: the data already on the device, and the seconds that copy took (else copied here)."""
     work = key.workload
     rank, world = dist.get_rank(), dist.get_world_size()
     precision.apply(work.precision)
     devices.configure_device(device)
     timer = Timer(synchronize=lambda: devices.synchronize(device))
-    with timer.measure("to device") as copied:
-        on_device = DeviceData.from_arrays(data.train_images, data.train_labels, data.test_images,
-                                           data.test_labels, device)
+    on_device, copy_s = copied or copy_to_device(data, device)
     with timer.measure("build") as built:
         torch.manual_seed(config.seed)
         spec = create_model(work.model, data.image_shape, data.num_classes)
@@ -119,8 +120,7 @@ def measure_rank_repeat(config: RunConfig, key: CaseKey, repeat: int, data: Data
     # Dropout's masks: each rank its own stream, as in one device's batch, rather than the same masks
     # on every rank's slice (the weights are the same everywhere: DDP broadcast rank 0's).
     torch.manual_seed(config.seed + rank)
-    cost = flops.training_step_cost(spec.network, data.image_shape, work.batch_size,
-                                    "sgd" if isinstance(optimizer, torch.optim.SGD) else "adam")
+    cost = step_cost(spec, optimizer, data.image_shape, work.batch_size)
     trained = replace(spec, network=network)
     batch, count = work.batch_size, len(on_device.train_images)
     steps = steps_per_epoch(count, batch)
@@ -174,7 +174,7 @@ def measure_rank_repeat(config: RunConfig, key: CaseKey, repeat: int, data: Data
         return None
     return _rank_zero_measurement(key, repeat, spec, on_device, device, cost, timer, history, epoch_s,
                                   own_s, allreduce_s, steps, threads, replace(
-                                      startup, data_s=(startup.data_s or 0.0) + copied.seconds,
+                                      startup, data_s=(startup.data_s or 0.0) + copy_s,
                                       build_s=built.seconds, first_step_s=first_step_s))
 
 

@@ -54,6 +54,12 @@ def dataset_info(data: Dataset) -> DatasetInfo:
     )
 
 
+def new_result(config: RunConfig, data: Dataset, machine: dict) -> RunResult:
+    """A run's results before any case: its settings, machine and data."""
+    return RunResult(trainspeed_version=__version__, created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                     config=asdict(config), environment=machine, dataset=dataset_info(data), notes=list(data.notes))
+
+
 def _fresh_results_path(folder: Path) -> Path:
     path = folder / RESULTS_FILE
     models = folder / MODELS_FOLDER
@@ -151,12 +157,7 @@ def _run(config: RunConfig, console: Console | None, keep_models: bool, previous
     else:
         if path is not None:  # only now, when every check has passed: a refused run moves nothing
             _fresh_results_path(folder)
-        result = RunResult(
-            trainspeed_version=__version__,
-            created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            config=asdict(config), environment=machine, dataset=dataset_info(data),
-            notes=list(data.notes),
-        )
+        result = new_result(config, data, machine)
     result.sessions.append(resume.session(machine))
     session = len(result.sessions) - 1
     # Opened only now: a download above shows its own bar, and Rich before 14 allows one live display.

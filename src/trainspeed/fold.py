@@ -141,14 +141,16 @@ def with_speedups(cases: list[CaseResult]) -> list[CaseResult]:
     return updated
 
 
-def group_peaks(peaks: dict | None, key: CaseKey) -> dict | None:
+def group_peaks(peaks: dict | None, key: CaseKey, nodes: int = 1) -> dict | None:
     """The ceilings a case is judged against: a data-parallel job on N GPUs has N times one GPU's
-    (its first, measured); ranks on the CPU share the one CPU, whose peak is measured whole."""
+    (its first, measured); ranks on a CPU share it, whose peak is measured whole, so a job has as
+    many CPUs' peaks as it has machines (`nodes`)."""
     work = key.workload
-    if not peaks or not work.backend or not key.device.startswith("cuda"):
+    if not peaks or not work.backend:
         return peaks
+    devices_ = work.world_size if key.device.startswith("cuda") else nodes
     scaled = ("matmul_flops_per_s", "bandwidth_bytes_per_s")
-    return {name: value * work.world_size if name in scaled else value for name, value in peaks.items()}
+    return {name: value * devices_ if name in scaled else value for name, value in peaks.items()}
 
 
 def with_scaling(cases: list[CaseResult]) -> list[CaseResult]:

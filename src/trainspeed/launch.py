@@ -62,8 +62,6 @@ def measure_group(config: RunConfig, key: CaseKey, repeat: int, data: Dataset, g
             launcher_lines = log.read().splitlines()
         if result is not None and "measurement" in result:
             return validated(Measurement, result["measurement"], "the data-parallel job")
-        if os.environ.get("TRAINSPEED_KEEP_LAUNCH_LOG"):
-            Path(os.environ["TRAINSPEED_KEEP_LAUNCH_LOG"]).write_text("\n".join(launcher_lines))
         return Failure(failure_reason(folder, launcher_lines, code, group.world_size))
     finally:
         shutil.rmtree(folder, ignore_errors=True)

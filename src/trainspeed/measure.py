@@ -84,6 +84,12 @@ def measure_repeat(config: RunConfig, key: CaseKey, repeat: int, data: Dataset, 
             return _out_of_memory(config, key, data, device, error, progress, label), None
 
 
+def step_cost(spec: ModelSpec, optimizer: torch.optim.Optimizer, image_shape, batch_size: int) -> flops.StepCost:
+    """FLOPs and bytes of one training step of `spec` with its optimizer."""
+    return flops.training_step_cost(spec.network, image_shape, batch_size,
+                                    "sgd" if isinstance(optimizer, torch.optim.SGD) else "adam")
+
+
 def _build(model: str, data: Dataset, device: torch.device, memory_format: torch.memory_format | None,
            seed: int, kernels: dict[str, str] | None = None) -> tuple[ModelSpec, torch.optim.Optimizer]:
     torch.manual_seed(seed)
@@ -177,8 +183,7 @@ def _train(config: RunConfig, key: CaseKey, repeat: int, data: Dataset, on_devic
     before = validity.Snapshot.take()
     with timer.measure("build") as built:
         spec, optimizer = _build(work.model, data, device, memory_format, config.seed, kernels)
-    cost = flops.training_step_cost(spec.network, data.image_shape, batch,
-                                    "sgd" if isinstance(optimizer, torch.optim.SGD) else "adam")
+    cost = step_cost(spec, optimizer, data.image_shape, batch)
     graph, record_s = _recorded(spec, optimizer, on_device, batch, mode, timer) if graphs else (None, None)
     convolutional = spec.convolutional
     common = dict(repeat=repeat, params=spec.params, flops_per_step=cost.flops, bytes_per_step=cost.bytes,

@@ -14,21 +14,21 @@ from __future__ import annotations
 import os
 from contextlib import nullcontext
 from dataclasses import asdict
-from datetime import datetime, timezone
 
 import torch
 from rich.console import Console
 
-from . import __version__, output, resume
+from . import output, resume
 from .config import RunConfig
 from .data_parallel import BACKENDS, Group
 from .distributed import join, measure_rank_repeat, rank_device
 from .errors import ConfigError
-from .execute import dataset_info, write_results
+from .execute import new_result, write_results
 from .fold import fold_case, group_peaks, with_scaling
 from .machine import devices, environment
 from .machine.describe import device_label
 from .machine.peaks import measure_peaks
+from .measure import copy_to_device
 from .plan import check_plan, load_data, make_config, peaks_key, plan_cases
 from .progress import EpochProgress
 from .results import RESULTS_FILE, RunResult, StartupCost
@@ -66,39 +66,34 @@ def run_as_rank(config: RunConfig | None = None, *, console: Console | None = No
         data, load_s = load_data(config)
         check_plan(config, data, [group])
         planned = plan_cases(config, [], data, [group])
+        copied = copy_to_device(data, device)  # once for the job's cases, as a run in one process does
         if rank != 0:
             for key in planned:
                 for repeat in range(1, config.repeats + 1):
                     measure_rank_repeat(config, key, repeat, data, device, _Silent(), StartupCost(data_s=load_s),
-                                        threads)
+                                        threads, copied)
             return None
         with output.claimed(config.out) if config.out else nullcontext() as folder:
-            return _rank_zero(config, planned, data, load_s, device, group, threads, folder, console)
+            return _rank_zero(config, planned, data, load_s, device, threads, copied, folder, console)
 
 
-def _rank_zero(config, planned, data, load_s, device, group, threads, folder, console) -> RunResult:
+def _rank_zero(config, planned, data, load_s, device, threads, copied, folder, console) -> RunResult:
     path = folder / RESULTS_FILE if folder else None
     machine = environment.collect()
-    result = RunResult(trainspeed_version=__version__, created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                       config=asdict(config), environment=machine, dataset=dataset_info(data), notes=list(data.notes))
+    result = new_result(config, data, machine)
     result.sessions.append(resume.session(machine))
-    # Rank 0's own device, measured while the others wait at the first case's barrier; ranks on the
-    # CPUs of several machines have as many CPUs' peaks (group_peaks scales GPUs by the world size).
+    # Rank 0's own device, measured while the others wait at the first case's barrier.
     peaks = {mode: asdict(measure_peaks(device, mode)) for mode in config.precisions}
     result.environment["peaks"] = {peaks_key(str(device), mode): value for mode, value in peaks.items()}
-    nodes = _nodes()
-    if group.kind == "cpu":
-        peaks = {mode: {name: value * nodes if name in ("matmul_flops_per_s", "bandwidth_bytes_per_s") else value
-                        for name, value in found.items()} for mode, found in peaks.items()}
     progress = EpochProgress(console).__enter__()
     try:
         for number, key in enumerate(planned, 1):
             progress.message(f"[bold]case {number} of {len(planned)}:[/] {key.label()}")
             repeats = [measure_rank_repeat(config, key, repeat, data, device, progress, StartupCost(data_s=load_s),
-                                           threads) for repeat in range(1, config.repeats + 1)]
+                                           threads, copied) for repeat in range(1, config.repeats + 1)]
             result.put(fold_case(key, repeats, repeats_wanted=config.repeats, epochs=config.epochs,
                                  accuracy_meaningful=data.accuracy_meaningful,
-                                 peaks=group_peaks(peaks.get(key.workload.precision), key),
+                                 peaks=group_peaks(peaks.get(key.workload.precision), key, _nodes()),
                                  device_name=device_label(device)))
             result.cases = with_scaling(result.cases)
             write_results(result, path)
