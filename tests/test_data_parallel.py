@@ -2,9 +2,11 @@
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -102,6 +104,7 @@ def test_two_ranks_take_the_same_step_as_one_with_the_same_global_batch():
 @pytest.mark.parametrize("fault, reason", [
     ("kill:mlp:1@1", "rank 1 of 2: it was killed by SIGKILL"),
     ("hang:mlp:1@1", "rank 0 of 2: a collective did not finish within 3 s"),
+    ("oom:mlp:1@1", "rank 1 of 2: out of memory (injected: CUDA out of memory"),
 ])
 def test_a_dead_or_hung_rank_fails_the_case_and_the_run_goes_on(monkeypatch, fault, reason):
     monkeypatch.setenv("TRAINSPEED_FAULT", fault)
@@ -110,6 +113,29 @@ def test_a_dead_or_hung_rank_fails_the_case_and_the_run_goes_on(monkeypatch, fau
     assert by_key[("mlp:1", 1)].ok and by_key[("mlp:2", 1)].ok and by_key[("mlp:2", 2)].ok
     assert by_key[("mlp:1", 2)].status == "failed" and by_key[("mlp:1", 2)].error.startswith(reason)
     assert not _launch_processes()
+
+
+def test_ctrl_c_stops_every_rank_and_keeps_the_finished_cases(tmp_path):
+    # A rank that hangs keeps the job alive for as long as the test likes; Ctrl-C must end it.
+    environ = {**os.environ, "PYTHONPATH": SRC, "TRAINSPEED_FAULT": "hang:mlp:1@1"}
+    run = subprocess.Popen(
+        [sys.executable, "-m", "trainspeed", "run", "--data-parallel", "cpu:2", "--models", "mlp:1", "--dataset",
+         "synthetic", "--synthetic-shape", "8x8x3", "--limit", "40", "--epochs", "2", "--no-inference",
+         "--dist-timeout", "300", "--out", str(tmp_path)],
+        env=environ, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True)  # a terminal of its own: Ctrl-C goes to its foreground process group
+    deadline = time.monotonic() + 120
+    while len(_launch_processes()) < 3 and time.monotonic() < deadline:  # the launcher and both ranks
+        time.sleep(0.2)
+    assert len(_launch_processes()) >= 3, run.communicate(timeout=30)[0]
+    time.sleep(2)  # the ranks are in their first steps, one of them hung
+    os.killpg(run.pid, signal.SIGINT)
+    output = run.communicate(timeout=60)[0]
+    assert run.returncode == 130, output
+    assert "interrupted" in output and "--resume" in output
+    assert not _launch_processes()
+    cases = json.loads((tmp_path / "results.json").read_text())["cases"]
+    assert [(case["world_size"], case["status"]) for case in cases] == [(1, "ok"), (2, "interrupted")]
 
 
 def _free_port() -> int:
