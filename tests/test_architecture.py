@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "trainspeed"
 # Lowest first: a module may import from its own level or below, never from above.
 LEVELS = [
     {"errors", "faults", "timing", "stats", "flops", "cases", "config", "progress", "eta", "output", "schema", "rows",
-     "data_parallel",
+     "data_parallel", "energy", "prices",
      "dataset_info"},
     {"results"},
     {"machine", "data", "inference", "image_files"},
@@ -30,7 +30,8 @@ LEVELS = [
     {"cli", "__init__", "__main__"},  # the command and the public API (imported lazily) are the top
 ]
 # What the report may read: results and settings, never training (and so never torch).
-REPORT_MAY_IMPORT = {"reporting", "results", "cases", "config", "stats", "errors", "output"}
+REPORT_MAY_IMPORT = {"reporting", "results", "cases", "config", "stats", "errors", "output", "energy", "prices",
+                     "data_parallel"}
 MAX_LINES = 350
 
 

@@ -84,7 +84,7 @@ SMALL = dict(models="mlp:1", dataset="synthetic", limit=40, epochs=2, batch_size
 
 
 def test_two_ranks_take_the_same_step_as_one_with_the_same_global_batch():
-    result = trainspeed.run(**SMALL)
+    result = trainspeed.run(**SMALL, cpu_watts=40)
     one, two = sorted(result.cases, key=lambda case: case.world_size)
     assert (one.world_size, two.world_size, one.backend, two.backend) == (1, 2, "gloo", "gloo")
     assert one.ok and two.ok
@@ -98,6 +98,9 @@ def test_two_ranks_take_the_same_step_as_one_with_the_same_global_batch():
         two.images_per_s / one.images_per_s)
     assert 0 < two.parallel.allreduce_share < 1 and len(two.parallel.rank_epoch_s) == 2
     assert two.steady_epoch_s == max(two.parallel.rank_epoch_s)  # the slowest rank's
+    # One machine's CPU, read once (by its first rank) however many ranks share it.
+    assert two.energy.estimate and two.energy.source == "estimate: --cpu-watts 40 W x time"
+    assert two.energy.average_w == pytest.approx(40.0)
     assert not _launch_processes()
 
 
@@ -153,6 +156,7 @@ def test_two_torchrun_nodes_on_one_host_train_one_case_and_rank_zero_alone_write
          "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", "trainspeed-test",
          "-m", "trainspeed", "run", "--data-parallel", "cpu", "--models", "mlp:1", "--dataset", "synthetic",
          "--synthetic-shape", "8x8x3", "--limit", "64", "--epochs", "2", "--no-inference", "--cpu-threads", "1",
+         "--cpu-watts", "40",
          "--out", str(tmp_path / f"node{node}")], env=environ, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         text=True) for node in range(2)]
     outputs = [node.communicate(timeout=240)[0] for node in nodes]
@@ -163,4 +167,7 @@ def test_two_torchrun_nodes_on_one_host_train_one_case_and_rank_zero_alone_write
     (case,) = results["cases"]
     assert (case["status"], case["world_size"], case["backend"]) == ("ok", 2, "gloo")
     assert case["parallel"]["nodes"] == 2 and case["parallel"]["shards"] == "16 + 16"
+    # Each machine's CPU read by its own first rank, and the two added up.
+    assert case["energy"]["source"] == "estimate: --cpu-watts 40 W x time, summed over 2 machines"
+    assert case["energy"]["average_w"] == pytest.approx(80.0)
     assert "2 ranks (gloo)" in outputs[written[0]] and "results:" not in outputs[1 - written[0]]

@@ -125,6 +125,10 @@ def build_parser() -> argparse.ArgumentParser:
                           "batch, another recipe) instead of its share of them (the default, the seeds' recipe)")
     run.add_argument("--dist-timeout", dest="dist_timeout_s", type=float, default=300.0, metavar="SECONDS",
                      help="how long a rank waits for the others before the data-parallel case fails (default: 300)")
+    _worth_flags(run)
+    run.add_argument("--cpu-watts", type=float, default=None, metavar="W",
+                     help="where the CPU's energy cannot be read (no RAPL, as in most VMs): its power, e.g. its "
+                          "TDP, for an energy estimate labelled as one")
     run.add_argument("--in-process", dest="isolate", action="store_false",
                      help="run cases in this process instead of one child process each (no crash isolation)")
     run.add_argument("--resume", type=Path, default=None, metavar="DIR",
@@ -141,6 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     report = _subcommand(commands, "report", "rebuild the report (Markdown, HTML, charts) from a results file")
     report.add_argument("results", type=Path, help="a results.json written by trainspeed run")
     report.add_argument("--out", type=Path, default=None, help="folder for the report (default: the file's folder)")
+    _worth_flags(report, again=True)
 
     compare = _subcommand(commands, "compare", "put results from several machines side by side")
     compare.add_argument("results", type=Path, nargs="+", help="results files, e.g. laptop.json server.json")
@@ -148,7 +153,29 @@ def build_parser() -> argparse.ArgumentParser:
                          help="machine:device to compare against, e.g. laptop:cpu (default: the first CPU)")
     compare.add_argument("--out", type=Path, default=Path("trainspeed-compare"),
                          help="folder for the comparison report (default: %(default)s)")
+    _worth_flags(compare, again=True)
     return parser
+
+
+def _worth_flags(command: argparse.ArgumentParser, again: bool = False) -> None:
+    instead = " (instead of those the run was given)" if again else ""
+    command.add_argument("--price", default=None, metavar="DEVICE=PRICE,...",
+                         help="money per hour per device or kind, e.g. cpu=0.05,cuda=2.49: cost per epoch, per 10 "
+                              f"epochs and per million images, and the verdict{instead}")
+    command.add_argument("--currency", default=None, help=f"what the prices are in, e.g. USD or EUR{instead}")
+
+
+def _with_prices(labelled, args: argparse.Namespace):
+    """Results with the prices given to report or compare in place of their own."""
+    from .prices import parse_prices
+
+    prices = parse_prices(args.price) if args.price is not None else None
+    for _, result in labelled:
+        if prices is not None:
+            result.config["prices"] = prices
+        if args.currency is not None:
+            result.config["currency"] = args.currency
+    return labelled
 
 
 def cmd_devices(args: argparse.Namespace, console: Console) -> int:
@@ -165,6 +192,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     from .config import DEFAULT_MODELS, RunConfig
     from .data_parallel import launched_by_torchrun
     from .execute import resume_run, run
+    from .prices import parse_prices
     from .reporting.terminal import inference_table, results_table, warning_lines
 
     config = RunConfig(
@@ -175,6 +203,8 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         time_budget_s=args.time_budget_s, find_max_batch=args.find_max_batch, isolate=args.isolate,
         synthetic_shape=args.synthetic_shape, out=args.out, inference=args.inference, save_models=args.save_models,
         data_parallel=args.data_parallel, per_device_batch=args.per_device_batch, dist_timeout_s=args.dist_timeout_s,
+        cpu_watts=args.cpu_watts, prices=parse_prices(args.price) if args.price is not None else {},
+        currency=args.currency or "",
     )
     if args.resume:
         args.out = str(args.resume)
@@ -235,6 +265,13 @@ def _print_report(comparison, written: list[Path], console: Console) -> None:
         console.print(f"[bold]{sentence}[/]")
     for effect in [*engine_effects(comparison), *precision_effects(comparison)]:
         console.print(f"[yellow]{effect.sentence}[/]" if effect.costs_accuracy else f"[bold]{effect.sentence}[/]")
+    from .reporting.worth import missing, verdicts
+
+    console.print("[bold]Is it worth it?[/]")
+    for sentence in verdicts(comparison):
+        console.print(f"  [bold]{escape(sentence)}[/]")
+    for line in missing(comparison):
+        console.print(f"  {escape(line)}")
     for note in comparison.notes:  # what the comparison left out or merged, and why
         console.print(f"[yellow]note:[/] {escape(note)}")
     if written:
@@ -251,7 +288,7 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
     from .schema import results_file
 
     result = RunResult.read(args.results)
-    _report([(None, result)], args.out or results_file(args.results).parent, None, console)
+    _report(_with_prices([(None, result)], args), args.out or results_file(args.results).parent, None, console)
     return 0
 
 
@@ -261,7 +298,7 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> int:
     from .schema import results_file
 
     labelled = [(machine_label(results_file(path)), RunResult.read(path)) for path in args.results]
-    _report(labelled, args.out, args.baseline, console)
+    _report(_with_prices(labelled, args), args.out, args.baseline, console)
     return 0
 
 

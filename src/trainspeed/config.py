@@ -59,6 +59,12 @@ class RunConfig:
     per_device_batch: bool = False
     # How long a rank waits for the others (joining, or in a collective) before the case fails.
     dist_timeout_s: float = 300.0
+    # Where the CPU's energy cannot be read (no RAPL): its power, for an estimate labelled as one.
+    cpu_watts: float | None = None
+    # Money per hour per device or device kind ({"cpu": 0.05, "cuda": 2.49}), given by the user
+    # (prices.py), and the currency they are in, for cost per epoch; none are ever assumed.
+    prices: dict[str, float] = field(default_factory=dict)
+    currency: str = ""
 
     @classmethod
     def from_dict(cls, data: dict) -> RunConfig:
@@ -80,6 +86,13 @@ class RunConfig:
                   ("--epochs", self.epochs, 1), ("--limit", self.limit, 1), ("--cpu-threads", self.cpu_threads, 1),
                   ("--repeats", self.repeats, 1), ("--time-budget", self.time_budget_s, 0.1)]
         checks += [("--batch-size", size, 1) for size in self.batch_sizes]
+        if self.cpu_watts is not None and not (math.isfinite(self.cpu_watts) and self.cpu_watts > 0):
+            raise ConfigError(f"--cpu-watts must be the CPU's power in watts, more than 0, got {self.cpu_watts}")
+        if not isinstance(self.prices, dict) or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
+                for v in self.prices.values()):
+            raise ConfigError(f"prices must map devices to prices per hour, e.g. {{'cpu': 0.05, 'cuda': 2.49}}; "
+                              f"got {self.prices!r}")
         if self.time_budget_s is not None and not math.isfinite(self.time_budget_s):
             raise ConfigError(f"--time-budget must be a number of seconds, got {self.time_budget_s}")
         if not 0 <= self.seed <= MAX_SEED:

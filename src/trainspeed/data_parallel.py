@@ -144,6 +144,12 @@ def merged_seconds(intervals: list[tuple[float, float]]) -> float:
     return covered
 
 
+def devices_in(device: str, world_size: int, nodes: int = 1) -> int:
+    """The devices a case occupies, for peaks and prices: a job on N GPUs holds N of them; ranks on
+    a CPU share it, so a job holds as many CPUs as it has machines (`nodes`)."""
+    return world_size if device.startswith("cuda") else nodes
+
+
 @dataclass(frozen=True)
 class ParallelFigures:
     """What a data-parallel repeat measured beyond a one-device case, and how it scaled."""

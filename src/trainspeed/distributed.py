@@ -26,9 +26,10 @@ from .cases import CaseKey, repeat_label
 from .config import RunConfig
 from .data import Dataset
 from .data_parallel import EAGER_REASON, ParallelFigures, loss_weight, merged_seconds, shard
+from .energy import EnergyFigures, figures
 from .engine.evaluate import evaluate, predict
 from .engine.step import DeviceData, forward
-from .machine import devices, precision
+from .machine import devices, power, precision
 from .machine.describe import device_label
 from .measure import copy_to_device, step_cost
 from .models import create_model
@@ -128,6 +129,10 @@ def measure_rank_repeat(config: RunConfig, key: CaseKey, repeat: int, data: Data
     generator = torch.Generator().manual_seed(config.seed)
     history, own_s, allreduce_s = [], [], []
     epoch_s, first_step_s = [], None
+    # Each GPU is read by its own rank; a CPU, shared by the ranks on its machine, by the first of them.
+    reads = device.type == "cuda" or int(os.environ.get("LOCAL_RANK", "0")) == 0
+    meter = power.PowerLog(power.meter_for(device, config.cpu_watts) if reads else "")
+    meter.__enter__()  # its sampler is a daemon thread: a rank that fails takes it down with it
     for epoch in range(1, config.epochs + 1):
         progress.start_epoch(f"{label}: epoch {epoch}/{config.epochs}", steps)
         order = torch.randperm(count, generator=generator).to(device)
@@ -137,6 +142,7 @@ def measure_rank_repeat(config: RunConfig, key: CaseKey, repeat: int, data: Data
         dist.barrier()
         devices.synchronize(device)
         clock.seconds()  # forget the barrier's and the last epoch's
+        meter.epoch_started()
         started = time.perf_counter()
         next_report = started + REPORT_SECONDS
         for step in range(steps):
@@ -162,6 +168,7 @@ def measure_rank_repeat(config: RunConfig, key: CaseKey, repeat: int, data: Data
                 next_report = time.perf_counter() + REPORT_SECONDS
         devices.synchronize(device)
         own = time.perf_counter() - started
+        meter.epoch_ended()
         reduced = clock.seconds()
         ranks_s = _gathered(own, device)
         sums = torch.stack((loss_sum, correct))
@@ -170,12 +177,36 @@ def measure_rank_repeat(config: RunConfig, key: CaseKey, repeat: int, data: Data
         own_s.append(ranks_s)
         allreduce_s.append(_gathered(reduced, device))
         history.append(EpochRecord(epoch, epoch_s[-1], sums[0].item() / count, sums[1].item() / count))
+    meter.__exit__(None, None, None)
+    energy = _group_energy(meter, reads, epoch_s, count, device, world)
     if rank != 0:
         return None
-    return _rank_zero_measurement(key, repeat, spec, on_device, device, cost, timer, history, epoch_s,
-                                  own_s, allreduce_s, steps, threads, replace(
-                                      startup, data_s=(startup.data_s or 0.0) + copy_s,
-                                      build_s=built.seconds, first_step_s=first_step_s))
+    measurement = _rank_zero_measurement(key, repeat, spec, on_device, device, cost, timer, history, epoch_s,
+                                         own_s, allreduce_s, steps, threads, replace(
+                                             startup, data_s=(startup.data_s or 0.0) + copy_s,
+                                             build_s=built.seconds, first_step_s=first_step_s))
+    return replace(measurement, energy=energy)
+
+
+def _group_energy(meter: power.PowerLog, reads: bool, epoch_s: list[float], images: int, device: torch.device,
+                  world: int) -> EnergyFigures | None:
+    """The job's energy on rank 0: every reading rank's epochs summed; else the first reason one had none."""
+    mine = None
+    if reads:
+        joules = meter.estimated(epoch_s) or meter.epoch_j
+        mine = (dist.get_rank(), joules if meter.meter and len(joules) == len(epoch_s) else None,
+                meter.reason, meter.meter.source if meter.meter else "", bool(meter.meter and meter.meter.estimate))
+    everyone: list = [None] * world
+    dist.all_gather_object(everyone, mine)
+    readers = [entry for entry in everyone if entry is not None]
+    failed = next((entry for entry in readers if entry[1] is None), None)
+    if failed is not None:
+        reason = failed[2] or "the meter gave no reading for an epoch"
+        return EnergyFigures(not_measured=reason if len(readers) == 1 else f"rank {failed[0]}: {reason}")
+    summed = [sum(entry[1][epoch] for entry in readers) for epoch in range(len(epoch_s))]
+    whose = "GPUs" if device.type == "cuda" else "machines"
+    source = readers[0][3] + (f", summed over {len(readers)} {whose}" if len(readers) > 1 else "")
+    return figures(summed, epoch_s, images, [] if readers[0][4] else meter.trace, source, readers[0][4])
 
 
 def _rank_zero_measurement(key, repeat, spec, on_device, device, cost, timer, history, epoch_s, own_s,

@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
-from . import flops
+from . import energy, flops
 from .cases import CaseKey
-from .data_parallel import group_of, scaling_efficiency
+from .data_parallel import devices_in, group_of, scaling_efficiency
 from .machine import stalls
 from .results import CaseResult, Failure, InferenceFigures, Measurement
 from .stats import images_per_second, speedup, spread
@@ -58,7 +58,8 @@ def fold_case(key: CaseKey, repeats: Sequence[Measurement], *, repeats_wanted: i
     measured = {name: getattr(first, name) for name in _FROM_FIRST_REPEAT}
     measured.update(history=list(first.history), kernel_choice=list(first.kernel_choice),
                     engine_devices=list(first.engine_devices),
-                    model_files=[r.model_file for r in repeats if r.model_file], inference=fold_inference(repeats))
+                    model_files=[r.model_file for r in repeats if r.model_file], inference=fold_inference(repeats),
+                    energy=energy.fold([r.energy for r in repeats]))
     figures = _timing(first.epoch_s, [r.steady_epoch_s for r in repeats],
                       [r.first_epoch_s for r in repeats], key.workload.train_images)
     roofline = _roofline(first, key, figures["steady_epoch_s"], peaks)
@@ -142,13 +143,12 @@ def with_speedups(cases: list[CaseResult]) -> list[CaseResult]:
 
 
 def group_peaks(peaks: dict | None, key: CaseKey, nodes: int = 1) -> dict | None:
-    """The ceilings a case is judged against: a data-parallel job on N GPUs has N times one GPU's
-    (its first, measured); ranks on a CPU share it, whose peak is measured whole, so a job has as
-    many CPUs' peaks as it has machines (`nodes`)."""
+    """The ceilings a case is judged against: one device's measured peaks (a GPU group's first GPU,
+    a CPU measured whole) times the devices the case holds (data_parallel.devices_in)."""
     work = key.workload
     if not peaks or not work.backend:
         return peaks
-    devices_ = work.world_size if key.device.startswith("cuda") else nodes
+    devices_ = devices_in(key.device, work.world_size, nodes)
     scaled = ("matmul_flops_per_s", "bandwidth_bytes_per_s")
     return {name: value * devices_ if name in scaled else value for name, value in peaks.items()}
 

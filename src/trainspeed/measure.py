@@ -17,6 +17,7 @@ from .after_training import after_training
 from .cases import CaseKey, repeat_label
 from .config import RunConfig
 from .data import Dataset
+from .energy import EnergyFigures
 from .engine import kernels as cpu_kernels
 from .engine import layout
 from .engine.evaluate import evaluate, predict
@@ -24,7 +25,7 @@ from .engine.graph import StepGraph
 from .engine.loop import train_epoch
 from .engine.step import DeviceData, EpochSteps
 from .engine.updates import fuse_updates
-from .machine import devices, precision, stalls, validity
+from .machine import devices, power, precision, stalls, validity
 from .machine.describe import device_label
 from .models import ModelSpec, create_model
 from .results import SAMPLE_IMAGES, EpochRecord, Failure, Measurement, StartupCost
@@ -208,6 +209,7 @@ def _train(config: RunConfig, key: CaseKey, repeat: int, data: Dataset, on_devic
                 **common, steady_epoch_s=projection.steady_epoch_s, projected=True,
                 measured_steps=projection.measured_steps, train_loss=projection.train_loss,
                 train_accuracy=projection.train_accuracy, inference=answering,
+                energy=EnergyFigures(not_measured="the time budget cut training short; energy is read per whole epoch"),
                 startup=replace(startup, build_s=built.seconds, graph_record_s=record_s, first_step_s=first_step,
                                 steady_step_s=projection.steady_epoch_s / steps), **left_behind), spec
         # The whole case fits the budget: start again from the seed, untouched, and let the first
@@ -217,13 +219,14 @@ def _train(config: RunConfig, key: CaseKey, repeat: int, data: Dataset, on_devic
         graph, _ = _recorded(spec, optimizer, on_device, batch, mode, timer) if graphs else (None, None)
     order = torch.Generator().manual_seed(config.seed)
     history = []
-    for epoch in range(1, config.epochs + 1):
-        progress.start_epoch(f"{label}: epoch {epoch}/{config.epochs}", steps)
-        with timer.measure("epoch") as measured:
-            stats = train_epoch(spec, optimizer, images, labels, batch_size=batch, generator=order,
-                                on_progress=report, precision=mode, graph=graph,
-                                first_step_timer=timer if not timer.records["first step"] else None)
-        history.append(EpochRecord(epoch, measured.seconds, stats.loss, stats.accuracy))
+    with power.PowerLog(power.meter_for(device, config.cpu_watts)) as meter:
+        for epoch in range(1, config.epochs + 1):
+            progress.start_epoch(f"{label}: epoch {epoch}/{config.epochs}", steps)
+            with meter.epoch(), timer.measure("epoch") as measured:  # read after the timer's synchronize
+                stats = train_epoch(spec, optimizer, images, labels, batch_size=batch, generator=order,
+                                    on_progress=report, precision=mode, graph=graph,
+                                    first_step_timer=timer if not timer.records["first step"] else None)
+            history.append(EpochRecord(epoch, measured.seconds, stats.loss, stats.accuracy))
     with timer.measure("eval") as evaluated:
         test = evaluate(spec, on_device.test_images, on_device.test_labels, batch, mode)
     spec.class_names = data.class_names
@@ -239,6 +242,7 @@ def _train(config: RunConfig, key: CaseKey, repeat: int, data: Dataset, on_devic
         test_accuracy=test.accuracy, eval_s=evaluated.seconds, confusion_matrix=test.confusion,
         sample_predictions=predict(spec, on_device.test_images[:SAMPLE_IMAGES]).indices.tolist(),
         warmup_steps=warmup_steps, inference=answering, model_file=model_file,
+        energy=meter.figures(list(epoch_s), len(images)),
         startup=replace(startup, build_s=built.seconds, graph_record_s=record_s,
                         first_step_s=timer.records["first step"][0], steady_step_s=steady_epoch_s / steps),
         **left_behind), spec

@@ -11,12 +11,13 @@ from .config import RunConfig
 from .data import DataOptions, Dataset, load_dataset
 from .data_parallel import Group, global_batch
 from .errors import ConfigError
+from .prices import parse_prices
 from .results import CaseResult, Measurement
 from .timing import Timer
 
 # The command line's flag names, as keywords: run(batch_size=32) as `--batch-size 32` (setting -> RunConfig field).
 FLAG_KEYWORDS = {"batch_size": "batch_sizes", "precision": "precisions", "engine": "engines",
-                 "time_budget": "time_budget_s"}
+                 "time_budget": "time_budget_s", "price": "prices"}
 # Flags that say "not": run(no_download=True) as `--no-download`.
 NEGATED_KEYWORDS = {"no_download": "download", "no_inference": "inference", "no_cuda_graphs": "cuda_graphs",
                     "in_process": "isolate"}
@@ -49,6 +50,8 @@ def keyword_settings(settings: dict) -> dict:
                 value = tuple(int(part) for part in value.lower().split("x"))
             except ValueError:
                 raise ConfigError(f"synthetic_shape takes HxWxC such as \"32x32x3\", got {value!r}") from None
+        if name == "prices" and isinstance(value, str):
+            value = parse_prices(value)  # as --price takes them: "cpu=0.05,cuda=2.49"
         fields_named[name] = value
     return fields_named
 

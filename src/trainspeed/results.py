@@ -10,6 +10,7 @@ from . import schema
 from .cases import CaseKey, Workload, matching
 from .data_parallel import ParallelFigures
 from .dataset_info import DatasetInfo
+from .energy import EnergyFigures
 from .errors import ResultsError
 from .output import write_atomically
 from .rows import case_rows, summary_html, summary_text
@@ -63,9 +64,8 @@ class StartupCost:
 class InferenceFigures:
     """The trained network answering, after training: one image at a time, and a large batch.
 
-    In the case's precision, dropout off, from uint8 pixels on the device to class probabilities;
-    every call timed with the device synchronized. The first call of each size is start-up (a new
-    shape: kernel selection, allocations) and is kept apart from the figures.
+    In the case's precision, dropout off, uint8 pixels on the device to class probabilities; every call
+    timed with the device synchronized. The first call of each size (start-up) is kept apart.
     """
 
     latency_median_s: float  # one image
@@ -127,6 +127,7 @@ class Measurement:
     inference: InferenceFigures | None = None  # after training (engine/inference.py); None: not asked for
     model_file: str | None = None  # the trained network saved (saved.py), relative to the run's folder
     parallel: ParallelFigures | None = None  # a data-parallel repeat's ranks, all-reduce and scaling
+    energy: EnergyFigures | None = None  # what the device drew while training (machine/power.py)
 
 
 @dataclass(frozen=True)
@@ -212,6 +213,7 @@ class CaseResult:
     inference: InferenceFigures | None = None  # the trained network answering: medians over the repeats
     model_files: list[str] = field(default_factory=list)  # each repeat's saved network (--save-models)
     parallel: ParallelFigures | None = None  # a data-parallel case's ranks, all-reduce and scaling
+    energy: EnergyFigures | None = None  # the device's energy while training, or why not measured
     # Seconds the measuring process was stopped or starved during timed work (machine/stalls.py).
     stalled_s: float | None = None
     # Which of the run's sessions measured it (RunResult.sessions): the machine and software it ran on.

@@ -20,6 +20,8 @@ CASE_COLUMNS = (
     "floor_epoch_s", "peak_memory_bytes", "peak_host_memory_bytes", "cpu_threads", "memory_format", "cuda_graph",
     "under_load", "stalled_s", "session", "warnings", "model_files")
 INFERENCE_COLUMNS = ("latency_median_s", "latency_p95_s", "images_per_s", "batch_size")
+ENERGY_COLUMNS = ("joules_per_epoch", "joules_per_image", "average_w", "peak_w", "utilization", "estimate", "source",
+                  "not_measured")
 STARTUP_COLUMNS = ("total_s", "process_s", "import_s", "data_s", "build_s", "tuning_s", "first_step_s")
 REPEAT_COLUMNS = ("repeat", "steady_epoch_s", "first_epoch_s", "epoch_s", "test_accuracy", "stalled_s")
 
@@ -38,6 +40,7 @@ def case_rows(cases) -> list[dict[str, Any]]:
         row = {name: _cell(getattr(case, name)) for name in CASE_COLUMNS}
         row.update({f"inference_{name}": getattr(case.inference, name) if case.inference else None
                     for name in INFERENCE_COLUMNS})
+        row.update({f"energy_{name}": getattr(case.energy, name) if case.energy else None for name in ENERGY_COLUMNS})
         startup = case.startup
         row.update({f"startup_{name}": getattr(startup, name) if startup else None for name in STARTUP_COLUMNS})
         repeats = case.repeats or [None]

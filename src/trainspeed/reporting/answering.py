@@ -23,7 +23,7 @@ def _answered(case: CaseResult | None) -> bool:
     return case is not None and case.ok and case.inference is not None
 
 
-def _subject(comparison: Comparison, key) -> str:
+def subject(comparison: Comparison, key) -> str:
     subject = f"the {key.model}"
     if len(comparison.batch_sizes()) > 1:
         subject += f" trained at batch {key.batch_size}"
@@ -40,7 +40,7 @@ def inference_headlines(comparison: Comparison) -> list[str]:
     sentences = []
     for key, cells in comparison.rows.items():
         base = cells.get(comparison.baseline or "")
-        subject = _subject(comparison, key)
+        named = subject(comparison, key)
         others = [column for column in comparison.columns
                   if column != comparison.baseline and _answered(cells.get(column))]
         if not _answered(base):
@@ -49,13 +49,13 @@ def inference_headlines(comparison: Comparison) -> list[str]:
         if not others:
             batch = (f" and classifies {rate_text(mine.images_per_s)} images/s at batch {mine.batch_size}"
                      if mine.images_per_s else "")
-            sentences.append(capital(f"{comparison.who(comparison.baseline)} answers one image of {subject} in "
+            sentences.append(capital(f"{comparison.who(comparison.baseline)} answers one image of {named} in "
                                      f"{milliseconds(mine.latency_median_s)} (95th percentile "
                                      f"{milliseconds(mine.latency_p95_s)}){batch}."))
             continue
         for column in others:
             theirs = cells[column].inference
-            sentence = (f"{comparison.who(column)} answers one image of {subject} in "
+            sentence = (f"{comparison.who(column)} answers one image of {named} in "
                         f"{milliseconds(theirs.latency_median_s)} vs {milliseconds(mine.latency_median_s)} on "
                         f"{comparison.short(comparison.baseline)}")
             if theirs.images_per_s and mine.images_per_s:

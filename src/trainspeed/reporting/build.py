@@ -14,6 +14,7 @@ from .pictures import chart_blocks
 from .scaling import scaling_sentences, scaling_table
 from .settings import machine_lines, run_settings, settings_table
 from .units import LOAD_ADVICE, memory_column, rate_text, seconds_cell, times
+from .worth import WORTH_EXPLAINED, missing, verdicts, worth_table
 
 REPORT_MD = "report.md"
 REPORT_HTML = "report.html"
@@ -244,6 +245,11 @@ def build_blocks(comparison: Comparison, out_dir: Path) -> list[Block]:
         blocks += [Paragraph("Not comparable (no counterpart with the same model, data set, image shape, image counts, "
                              "batch size and precision; image counts alone are compared per image):"),
                    Bullets(comparison.not_comparable)]
+    blocks.append(Heading("Is it worth it?", 3))
+    blocks += [Paragraph(sentence, "headline") for sentence in verdicts(comparison)]
+    blocks += [Paragraph(line) for line in missing(comparison)]
+    if worth := worth_table(comparison, _lead, _lead_headers(comparison)):
+        blocks += [worth, Paragraph(WORTH_EXPLAINED)]
     for pivot in pivots(comparison):
         rows = [[label] + [f"{v:.2f} s" if v is not None else "-" for v in (values.get(c) for c in pivot.columns)]
                 for label, values in pivot.rows]

@@ -20,13 +20,13 @@ WRONG = "#C00000"
 RIGHT = "#006400"
 
 
-def _figure(width: float, height: float) -> Figure:
+def new_figure(width: float, height: float) -> Figure:
     figure = Figure(figsize=(width, height), dpi=110, layout="constrained")
     FigureCanvasAgg(figure)
     return figure
 
 
-def _save(figure: Figure, path: Path) -> Path:
+def save(figure: Figure, path: Path) -> Path:
     with replacing(path) as temporary:
         figure.savefig(temporary, facecolor="white", format=path.suffix.lstrip(".") or "png")
     return path
@@ -76,13 +76,13 @@ def epoch_time_chart(comparison: Comparison, path: Path) -> Path | None:
         ]
         for column in comparison.columns
     }
-    figure = _figure(_bars_width(len(keys), len(series)), 4.2)
+    figure = new_figure(_bars_width(len(keys), len(series)), 4.2)
     axes = figure.add_subplot()
     _grouped_bars(axes, [row_label(k, comparison) for k in keys], series, seconds_phrase)
     axes.set_ylabel("seconds per epoch (steady; lower is better)")
     axes.set_title("Training time per epoch")
     axes.legend(title="device", frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    return _save(figure, path)
+    return save(figure, path)
 
 
 def speedup_chart(comparison: Comparison, path: Path) -> Path | None:
@@ -91,7 +91,7 @@ def speedup_chart(comparison: Comparison, path: Path) -> Path | None:
     series = {_legend_name(comparison, column): [comparison.speedup(key, column) for key in keys] for column in others}
     if not any(v for values in series.values() for v in values):
         return None
-    figure = _figure(_bars_width(len(keys), len(series)), 4.2)
+    figure = new_figure(_bars_width(len(keys), len(series)), 4.2)
     axes = figure.add_subplot()
     _grouped_bars(axes, [row_label(k, comparison) for k in keys], series, times)
     axes.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}x"))
@@ -102,14 +102,14 @@ def speedup_chart(comparison: Comparison, path: Path) -> Path | None:
                     + ("\n(per epoch; in images/s where marked per image)" if per_image else " (higher is better)"))
     axes.set_title(f"Speedup over {comparison.baseline}")
     axes.legend(title="device", frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    return _save(figure, path)
+    return save(figure, path)
 
 
 def learning_curves_chart(comparison: Comparison, key: Workload, path: Path) -> Path | None:
     cases = {c: case for c, case in comparison.rows[key].items() if case.ok and case.history}
     if not cases:
         return None
-    figure = _figure(9.0, 3.6)
+    figure = new_figure(9.0, 3.6)
     loss_axes, accuracy_axes = figure.subplots(1, 2)
     for index, (column, case) in enumerate(cases.items()):
         epochs = [record.epoch for record in case.history]
@@ -127,7 +127,7 @@ def learning_curves_chart(comparison: Comparison, key: Workload, path: Path) -> 
     subject = f"{key.model}, batch {key.batch_size}" + (f", {key.precision}" if comparison.shows_precision() else "")
     figure.suptitle(f"{subject}: the devices should learn the same thing" if len(cases) > 1
                     else f"{subject}: training loss and accuracy")
-    return _save(figure, path)
+    return save(figure, path)
 
 
 def prediction_grid_chart(images: np.ndarray, labels: list[int], predictions: list[int], class_names: list[str],
@@ -136,7 +136,7 @@ def prediction_grid_chart(images: np.ndarray, labels: list[int], predictions: li
     count = min(len(images), len(predictions), 16)
     columns = 4
     rows = -(-count // columns)
-    figure = _figure(8.0, 2.2 * rows + 0.6)
+    figure = new_figure(8.0, 2.2 * rows + 0.6)
     grid = figure.subplots(rows, columns, squeeze=False)
     for index, axes in enumerate(grid.flat):
         axes.axis("off")
@@ -157,13 +157,13 @@ def prediction_grid_chart(images: np.ndarray, labels: list[int], predictions: li
                 spine.set_edgecolor(WRONG)
                 spine.set_linewidth(3)
     figure.suptitle(title)
-    return _save(figure, path)
+    return save(figure, path)
 
 
 def confusion_chart(matrix: list[list[int]], class_names: list[str], title: str, path: Path) -> Path:
     counts = np.asarray(matrix)
     size = len(class_names)
-    figure = _figure(max(5.5, 0.55 * size + 2.5), max(5.0, 0.5 * size + 2.0))
+    figure = new_figure(max(5.5, 0.55 * size + 2.5), max(5.0, 0.5 * size + 2.0))
     axes = figure.add_subplot()
     image = axes.imshow(counts, cmap="Blues")
     threshold = counts.max() / 2 if counts.size else 0
@@ -176,14 +176,14 @@ def confusion_chart(matrix: list[list[int]], class_names: list[str], title: str,
     axes.set_ylabel("true class")
     axes.set_title(title)
     figure.colorbar(image, ax=axes, shrink=0.8, label="test images")
-    return _save(figure, path)
+    return save(figure, path)
 
 
 def throughput_chart(comparison: Comparison, found: list[Crossover], path: Path) -> Path | None:
     """Images per second against batch size, a line per device, with the crossover marked."""
     if len(comparison.batch_sizes()) < 2:
         return None
-    figure = _figure(8.0, 4.5)
+    figure = new_figure(8.0, 4.5)
     axes = figure.add_subplot()
     line = 0
     for model, precision in comparison.model_precisions():
@@ -217,4 +217,4 @@ def throughput_chart(comparison: Comparison, found: list[Crossover], path: Path)
     axes.grid(alpha=0.3, which="both")
     axes.spines[["top", "right"]].set_visible(False)
     axes.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    return _save(figure, path)
+    return save(figure, path)

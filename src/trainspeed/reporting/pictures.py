@@ -10,6 +10,7 @@ from . import charts
 from .comparison import Comparison
 from .document import Image
 from .scaling import scaling_chart
+from .worth import system_chart
 
 
 def _slug(text: str) -> str:
@@ -43,6 +44,11 @@ def chart_blocks(comparison: Comparison, found, data, out_dir: Path) -> list[Ima
         images.append(Image(path, "images per second against devices in the group",
                             "Data-parallel throughput against the number of devices; the dotted line is N times "
                             "one device, what perfect scaling would give."))
+    path = system_chart(comparison, out_dir / "system.png")
+    if path:
+        images.append(Image(path, "power and GPU utilization while training",
+                            "What each device drew over its timed epochs, sampled every 0.1 s (NVML for a GPU, RAPL "
+                            "for a CPU; an estimate is flat at the watts given), and how busy each GPU was."))
     path = charts.throughput_chart(comparison, found, out_dir / "throughput_by_batch.png")
     if path:
         images.append(Image(path, "images per second by batch size",

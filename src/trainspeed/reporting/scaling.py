@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..results import CaseResult
-from .charts import PALETTE, _figure, _save
+from .charts import PALETTE, new_figure, save
 from .document import Table
 from .units import rate_text, seconds_cell, times
 
@@ -86,7 +86,7 @@ def scaling_chart(cases: list[CaseResult], path: Path) -> Path | None:
     lines = {key: sorted(points) for key, points in lines.items() if len(points) > 1 and min(points)[0] == 1}
     if not lines:
         return None
-    figure = _figure(8.0, 4.5)
+    figure = new_figure(8.0, 4.5)
     axes = figure.add_subplot()
     for index, ((model, kind, batch, per_device), points) in enumerate(lines.items()):
         counts, rates = zip(*points, strict=True)
@@ -104,4 +104,4 @@ def scaling_chart(cases: list[CaseResult], path: Path) -> Path | None:
     axes.grid(alpha=0.3)
     axes.spines[["top", "right"]].set_visible(False)
     axes.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    return _save(figure, path)
+    return save(figure, path)

@@ -45,10 +45,19 @@ def run_settings(result: RunResult) -> list[str]:
              f"precision: {', '.join(config.get('precisions') or [config.get('precision', 'fp32')])}, "
              f"seed: {config.get('seed')}",
              f"measured: {result.created}"]
+    if config.get("prices"):
+        lines.append(f"prices: {_prices(config)}")
+    if config.get("cpu_watts"):
+        lines.append(f"CPU power for the energy estimate: {config['cpu_watts']:g} W (given with --cpu-watts)")
     if data:
         lines.insert(1, f"data: {data.name} ({data.train_images:,} training and {data.test_images:,} test images, "
                         f"from {data.source})")
     return lines
+
+
+def _prices(config: dict) -> str:
+    unit = f" {config['currency']}" if config.get("currency") else ""
+    return ", ".join(f"{device} {price:g}{unit}/h" for device, price in (config.get("prices") or {}).items()) or "-"
 
 
 def _joined(values) -> str:
@@ -77,6 +86,7 @@ def settings_of(result: RunResult) -> dict[str, str]:
         "seed": _joined([config.get("seed")]),
         "trainspeed": result.trainspeed_version,
         "PyTorch": str(result.environment.get("torch") or "-"),
+        "prices": _prices(config),
     }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 LOAD_ADVICE = "close other programs, set --cpu-threads, or use --repeats"
@@ -69,3 +70,11 @@ def load_note(names: list[str]) -> str:
     verb, their = ("was", "its") if len(names) == 1 else ("were", "their")
     return (f"{' and '.join(names)} {verb} measured while other programs used the CPU: {their} time is too high; "
             f"{LOAD_ADVICE}")
+
+
+def money(amount: float, currency: str = "") -> str:
+    """An amount with three significant digits below 1, so that small costs tell apart: 0.000123,
+    0.0452, 12.30; the currency the user named after it."""
+    digits = 2 if amount >= 1 or amount <= 0 else 2 - math.floor(math.log10(amount))
+    text = f"{amount:,.{min(digits, 9)}f}"
+    return f"{text} {currency}" if currency else text

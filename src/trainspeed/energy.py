@@ -1,0 +1,111 @@
+"""Energy per case: its figures, and the arithmetic that makes them from meter readings.
+
+Pure: the meters that read NVML, RAPL or the user's --cpu-watts are in machine/power.py; prices in
+prices.py. A figure here is measured (a counter, or power samples integrated), or an estimate
+labelled as one, or absent with the reason: never filled in from elsewhere.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+# The seeds' recipe: what "is it worth it" is asked about is ten epochs of training.
+RECIPE_EPOCHS = 10
+# Points of a power trace kept in the results (the report's system chart needs no more).
+TRACE_POINTS = 400
+
+# (seconds since the case's first timed epoch began, watts or None, utilization 0-1 or None)
+Sample = tuple[float, float | None, float | None]
+
+
+@dataclass(frozen=True)
+class EnergyFigures:
+    """What a case's device drew while it trained, or why that is not known."""
+
+    source: str | None = None  # what was read: "NVML energy counter (GPU board)", RAPL domains, or the estimate's basis
+    estimate: bool = False  # from --cpu-watts and the time: not measured
+    joules_per_epoch: float | None = None  # over the steady epochs, as the steady epoch time is
+    joules_per_image: float | None = None
+    average_w: float | None = None  # over the steady epochs
+    peak_w: float | None = None  # highest sample during training
+    utilization: float | None = None  # the GPU's mean busy fraction while training (NVML)
+    trace: tuple[Sample, ...] = ()  # power and utilization over the case's epochs, for the system chart
+    not_measured: str | None = None  # why there are no figures
+
+    @property
+    def recipe_wh(self) -> float | None:
+        """Watt-hours for the seeds' ten epochs at the steady epoch's energy."""
+        return None if self.joules_per_epoch is None else self.joules_per_epoch * RECIPE_EPOCHS / 3600
+
+
+def counter_delta(before: float, after: float, counter_range: float) -> float:
+    """Energy between two readings of a counter that wraps to 0 past `counter_range` (RAPL's
+    max_energy_range_uj): readings must come more often than one wrap, which the sampler sees to."""
+    return after - before if after >= before else after + counter_range - before
+
+
+def integrate(samples: Sequence[tuple[float, float]], start: float, end: float) -> float:
+    """Joules between `start` and `end` from (time, watts) samples, by the trapezoid rule; the
+    first and last readings hold to the ends of the span."""
+    points = sorted(samples)
+    if not points:
+        raise ValueError("no power samples to integrate")
+    joules = 0.0
+    for (t0, w0), (t1, w1) in zip(points, points[1:], strict=False):
+        low, high = max(t0, start), min(t1, end)
+        if high <= low:
+            continue
+        slope = (w1 - w0) / (t1 - t0) if t1 > t0 else 0.0
+        joules += ((w0 + slope * (low - t0)) + (w0 + slope * (high - t0))) / 2 * (high - low)
+    if start < points[0][0]:
+        joules += points[0][1] * (min(points[0][0], end) - start)
+    if end > points[-1][0]:
+        joules += points[-1][1] * (end - max(points[-1][0], start))
+    return joules
+
+
+def steady_epochs(count: int) -> range:
+    """The epochs the steady figures rest on: all but the first, or the only one (stats.first_and_steady)."""
+    return range(1, count) if count > 1 else range(count)
+
+
+def figures(epoch_j: Sequence[float], epoch_s: Sequence[float], images_per_epoch: int, trace: Sequence[Sample],
+            source: str, estimate: bool = False) -> EnergyFigures:
+    """A repeat's energy figures from each timed epoch's joules and seconds."""
+    steady = steady_epochs(len(epoch_j))
+    joules = sum(epoch_j[i] for i in steady) / len(steady)
+    seconds = sum(epoch_s[i] for i in steady) / len(steady)
+    watts = [w for _, w, _ in trace if w is not None]
+    busy = [u for _, _, u in trace if u is not None]
+    return EnergyFigures(source=source, estimate=estimate, joules_per_epoch=joules,
+                         joules_per_image=joules / images_per_epoch, average_w=joules / seconds,
+                         peak_w=max(watts) if watts else None, utilization=statistics.fmean(busy) if busy else None,
+                         trace=thinned(trace))
+
+
+def thinned(trace: Sequence[Sample], limit: int = TRACE_POINTS) -> tuple[Sample, ...]:
+    """At most `limit` samples, evenly spaced through the trace, the first and last kept."""
+    if len(trace) <= limit:
+        return tuple(trace)
+    step = (len(trace) - 1) / (limit - 1)
+    return tuple(trace[round(i * step)] for i in range(limit))
+
+
+def fold(repeats: Sequence[EnergyFigures | None]) -> EnergyFigures | None:
+    """A case's figures from its repeats': medians of the measured ones, the highest peak, the
+    first measured repeat's trace; else the first reason nothing was measured."""
+    known = [r for r in repeats if r is not None]
+    measured = [r for r in known if r.joules_per_epoch is not None]
+    if len(measured) < 2:
+        return measured[0] if measured else (known[0] if known else None)
+
+    def median(name: str) -> float | None:
+        values = [getattr(r, name) for r in measured if getattr(r, name) is not None]
+        return statistics.median(values) if values else None
+
+    peaks = [r.peak_w for r in measured if r.peak_w is not None]
+    return replace(measured[0], joules_per_epoch=median("joules_per_epoch"),
+                   joules_per_image=median("joules_per_image"), average_w=median("average_w"),
+                   utilization=median("utilization"), peak_w=max(peaks) if peaks else None)

@@ -1,0 +1,255 @@
+"""Energy meters, and PowerLog, which reads one around each timed epoch and in the background.
+
+A GPU is read through NVIDIA's management library (the `nvidia-ml-py` package, `pip install
+"trainspeed[nvml]"`): its total-energy counter, or where the board has none, its power readings
+integrated and labelled so. A CPU is read through Linux powercap (RAPL package and DRAM domains),
+which most virtual machines do not expose and recent kernels let root alone read. Where neither
+is there, the user's --cpu-watts gives an estimate labelled as one; else the case says why not.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+
+from ..energy import EnergyFigures, Sample, counter_delta, figures, integrate
+
+POWERCAP = Path("/sys/class/powercap")
+# Fast enough for sub-second epochs and to see every RAPL wrap (minutes apart at the least);
+# one sample costs microseconds in a thread that sleeps between them.
+SAMPLE_INTERVAL_S = 0.1
+NVML_EXTRA = 'pip install "trainspeed[nvml]"'
+
+
+class Meter:
+    """One device's meter. energy_j: cumulative joules from any origin, or None where there is no
+    counter (then PowerLog integrates power_w). Reads may raise: the device stopped answering."""
+
+    source = ""
+    estimate = False
+    has_counter = True
+
+    def energy_j(self) -> float | None:
+        return None
+
+    def power_w(self) -> float | None:
+        return None
+
+    def utilization(self) -> float | None:
+        return None
+
+
+class NvmlMeter(Meter):
+    def __init__(self, nvml, handle) -> None:
+        self.nvml, self.handle = nvml, handle
+        self.source = "NVML energy counter (GPU board)"
+        try:
+            nvml.nvmlDeviceGetTotalEnergyConsumption(handle)
+        except nvml.NVMLError_NotSupported:
+            self.has_counter = False
+            self.source = "NVML power, integrated (this GPU has no energy counter)"
+
+    def energy_j(self) -> float | None:
+        return self.nvml.nvmlDeviceGetTotalEnergyConsumption(self.handle) / 1e3 if self.has_counter else None
+
+    def power_w(self) -> float | None:
+        return self.nvml.nvmlDeviceGetPowerUsage(self.handle) / 1e3
+
+    def utilization(self) -> float | None:
+        return self.nvml.nvmlDeviceGetUtilizationRates(self.handle).gpu / 100
+
+
+class RaplMeter(Meter):
+    """The powercap zones' counters summed, each delta taken with its own wrap-around."""
+
+    def __init__(self, zones: list[tuple[str, Path, float]]) -> None:
+        self.zones = zones  # (name, energy_uj file, max_energy_range_uj)
+        self.source = f"RAPL {' + '.join(name for name, _, _ in zones)} (whole CPU socket)"
+        self._lock = threading.Lock()
+        self._last = [self._read(path) for _, path, _ in zones]
+        self._total_uj = 0.0
+
+    @staticmethod
+    def _read(path: Path) -> float:
+        return float(path.read_text())
+
+    def energy_j(self) -> float:
+        with self._lock:  # the sampler and the epoch marks both read: each delta counted once
+            for index, (_, path, counter_range) in enumerate(self.zones):
+                now = self._read(path)
+                self._total_uj += counter_delta(self._last[index], now, counter_range)
+                self._last[index] = now
+            return self._total_uj / 1e6
+
+
+class WattsEstimate(Meter):
+    def __init__(self, watts: float) -> None:
+        self.watts = watts
+        self.estimate = True
+        self.source = f"estimate: --cpu-watts {watts:g} W x time"
+
+    def energy_j(self) -> float:
+        return self.watts * time.perf_counter()
+
+    def power_w(self) -> float:
+        return self.watts
+
+
+def rapl_zones(root: Path | None = None) -> list[tuple[str, Path, float]] | str:
+    """Each package's zone and its DRAM subzone (core and uncore lie inside the package), or why none."""
+    root = root or POWERCAP
+    if not root.is_dir():
+        return f"no {root} (no powercap: usual in a virtual machine or a container)"
+    zones, unreadable = [], []
+    for zone in sorted(root.glob("intel-rapl:*")):
+        try:
+            name = (zone / "name").read_text().strip()
+        except OSError:
+            continue
+        if not (name.startswith("package") or name == "dram"):
+            continue
+        try:
+            float((zone / "energy_uj").read_text())
+            counter_range = float((zone / "max_energy_range_uj").read_text())
+        except PermissionError:
+            unreadable.append(str(zone / "energy_uj"))
+            continue
+        except (OSError, ValueError):
+            continue
+        label = name if name.startswith("package") else f"{name} of package {zone.name.split(':')[1]}"
+        zones.append((label, zone / "energy_uj", counter_range))
+    if unreadable and not zones:
+        return (f"{unreadable[0]} is readable by root alone (Linux 5.10 and later); run as root or "
+                f"sudo chmod a+r {root}/intel-rapl:*/energy_uj {root}/intel-rapl:*:*/energy_uj")
+    if not zones:
+        return f"no RAPL package zone under {root} (usual in a virtual machine)"
+    return zones
+
+
+def _nvml_meter(device: torch.device) -> Meter | str:
+    try:
+        import pynvml
+    except ImportError:
+        return f"nvidia-ml-py is not installed: {NVML_EXTRA}"
+    try:
+        pynvml.nvmlInit()
+        # The same board as CUDA's device, whatever CUDA_VISIBLE_DEVICES and CUDA_DEVICE_ORDER say.
+        uuid = str(torch.cuda.get_device_properties(device).uuid)
+        handle = pynvml.nvmlDeviceGetHandleByUUID(uuid if uuid.startswith(("GPU-", "MIG-")) else f"GPU-{uuid}")
+        return NvmlMeter(pynvml, handle)
+    except pynvml.NVMLError as error:
+        return f"NVML did not answer for {device} ({error})"
+
+
+def meter_for(device: torch.device, cpu_watts: float | None = None) -> Meter | str:
+    """The meter for `device`, or the reason its energy is not measured."""
+    if device.type == "cuda":
+        if torch.version.hip:
+            return "AMD GPUs: trainspeed reads energy through NVIDIA's NVML only (amdsmi is not supported yet)"
+        return _nvml_meter(device)
+    if device.type == "mps":
+        return "Apple GPUs give no energy counter to programs (powermetrics needs root and samples the whole chip)"
+    if device.type != "cpu":
+        return f"no energy meter for {device.type} devices"
+    zones = rapl_zones()
+    if isinstance(zones, list):
+        return RaplMeter(zones)
+    if cpu_watts:
+        return WattsEstimate(cpu_watts)
+    return f"{zones}; give --cpu-watts W (e.g. the CPU's TDP) for an estimate"
+
+
+class PowerLog:
+    """Reads a meter at each timed epoch's ends (`epoch()`, around the timer: after it has
+    synchronized the device) and in a background thread every SAMPLE_INTERVAL_S, for power,
+    utilization and RAPL's wrap-around. A read that fails ends the log with the reason."""
+
+    def __init__(self, meter: Meter | str) -> None:
+        self.meter = meter if isinstance(meter, Meter) else None
+        self.reason = meter if isinstance(meter, str) else None
+        self.trace: list[Sample] = []
+        self.epoch_j: list[float] = []
+        self._power: list[tuple[float, float]] = []  # (time, watts) for a meter without a counter
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._origin = time.perf_counter()
+        self._last: tuple[float, float] | None = None  # (time, joules) of the last counter read
+        self._lock = threading.Lock()  # the sampler and the epoch marks both read
+        self._epoch_from: float | None = None
+
+    def __enter__(self) -> PowerLog:
+        if self.meter is not None:
+            self._origin = time.perf_counter()
+            self._read()
+            self._thread = threading.Thread(target=self._sample, name="trainspeed-power", daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _fail(self, error: BaseException) -> None:
+        if self.reason is None:
+            self.reason = f"the meter stopped answering during the case ({type(error).__name__}: {error})"
+        self.meter = None
+
+    def _read(self) -> float | None:
+        """Read the meter once: a trace sample, and the cumulative joules now."""
+        with self._lock:
+            return self._read_locked()
+
+    def _read_locked(self) -> float | None:
+        meter = self.meter
+        if meter is None:
+            return None
+        try:
+            now = time.perf_counter() - self._origin
+            joules, watts, busy = meter.energy_j(), meter.power_w(), meter.utilization()
+        except Exception as error:  # noqa: BLE001 - NVMLError_GPUIsLost, an unreadable file: the log ends
+            self._fail(error)
+            return None
+        if watts is None and joules is not None and self._last is not None and now > self._last[0]:
+            watts = (joules - self._last[1]) / (now - self._last[0])
+        if joules is not None:
+            self._last = (now, joules)
+        if watts is not None and not meter.has_counter:
+            self._power.append((now, watts))
+            joules = integrate(self._power, 0.0, now)
+        self.trace.append((round(now, 3), watts, busy))
+        return joules
+
+    def _sample(self) -> None:
+        while not self._stop.wait(SAMPLE_INTERVAL_S) and self.meter is not None:
+            self._read()
+
+    def epoch_started(self) -> None:
+        self._epoch_from = self._read()
+
+    def epoch_ended(self) -> None:
+        after = self._read()
+        if self._epoch_from is not None and after is not None:
+            self.epoch_j.append(after - self._epoch_from)
+
+    @contextmanager
+    def epoch(self) -> Iterator[None]:
+        self.epoch_started()
+        yield
+        self.epoch_ended()
+
+    def figures(self, epoch_s: list[float], images_per_epoch: int) -> EnergyFigures:
+        if self.meter is None or len(self.epoch_j) != len(epoch_s) or not epoch_s:
+            return EnergyFigures(not_measured=self.reason or "the meter gave no reading for an epoch")
+        # An estimate is the given power times the timer's own epochs, not the marks around them.
+        return figures(self.estimated(epoch_s) or self.epoch_j, epoch_s, images_per_epoch,
+                       [] if self.meter.estimate else self.trace, self.meter.source, self.meter.estimate)
+
+    def estimated(self, epoch_s: list[float]) -> list[float] | None:
+        """An estimate's joules: the given power times the timer's own epochs, not the marks around them."""
+        return [self.meter.watts * s for s in epoch_s] if isinstance(self.meter, WattsEstimate) else None

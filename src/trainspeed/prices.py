@@ -1,0 +1,68 @@
+"""Prices the user gives (--price cpu=0.05,cuda=2.49: money per hour per device), and what a case
+costs at them. Pure: no price is ever assumed; without one, a case has no cost and says so."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+from .energy import RECIPE_EPOCHS
+from .errors import ConfigError
+
+# A device ("cuda:1"), a kind ("cuda", "cpu", "mps"), as --devices names them.
+_DEVICE = re.compile(r"^(cpu|cuda|mps|xpu)(:\d+)?$")
+
+
+def parse_prices(text: str) -> dict[str, float]:
+    """'cpu=0.05,cuda=2.49' as {'cpu': 0.05, 'cuda': 2.49}; a one-line error for anything else."""
+    prices: dict[str, float] = {}
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        device, equals, amount = (s.strip() for s in part.partition("="))
+        if not equals or not device or not amount:
+            raise ConfigError(f"--price: {part!r} is not DEVICE=PRICE; write e.g. --price cpu=0.05,cuda=2.49 "
+                              "(money per hour per device)")
+        if not _DEVICE.match(device):
+            raise ConfigError(f"--price: {device!r} is not a device; name cpu, cuda, cuda:N or mps, "
+                              "e.g. --price cpu=0.05,cuda=2.49")
+        try:
+            value = float(amount)
+        except ValueError:
+            raise ConfigError(f"--price: {amount!r} for {device} is not a number; write e.g. {device}=2.49") from None
+        if not math.isfinite(value) or value < 0:
+            raise ConfigError(f"--price: {device}={amount} must be a price per hour of 0 or more")
+        if device in prices:
+            raise ConfigError(f"--price: {device} is priced twice; give each device once")
+        prices[device] = value
+    if not prices:
+        raise ConfigError("--price: no price given; write e.g. --price cpu=0.05,cuda=2.49 (money per hour per device)")
+    return prices
+
+
+def price_per_hour(prices: dict[str, float], device: str) -> float | None:
+    """One device's price: its own ('cuda:1'), else its kind's ('cuda'); None if not given.
+    A data-parallel group's name ('cuda:0,1', 'cpu:2') is priced by its kind."""
+    if device in prices:
+        return prices[device]
+    kind = device.split(":")[0]
+    return prices.get(kind)
+
+
+@dataclass(frozen=True)
+class Costs:
+    """What training a case costs at the prices given, for `devices` devices at `per_hour` each."""
+
+    per_hour: float  # for all the case's devices
+    per_epoch: float
+    per_recipe: float  # the seeds' ten epochs
+    per_million_images: float
+
+
+def costs(per_device_hour: float, devices: int, steady_epoch_s: float, images_per_s: float) -> Costs:
+    per_hour = per_device_hour * devices
+    per_epoch = per_hour * steady_epoch_s / 3600
+    return Costs(per_hour=per_hour, per_epoch=per_epoch, per_recipe=per_epoch * RECIPE_EPOCHS,
+                 per_million_images=per_hour * 1e6 / images_per_s / 3600)
+

@@ -1,0 +1,382 @@
+"""Energy and cost: a fake NVML (put where `import pynvml` finds it) and a fake powercap tree drive
+the meters; the arithmetic, prices and the verdict are checked against hand-computed figures."""
+
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+import report_fixtures as fx
+from trainspeed import energy
+from trainspeed.cli import main
+from trainspeed.energy import EnergyFigures
+from trainspeed.errors import ConfigError
+from trainspeed.machine import power
+from trainspeed.prices import costs, parse_prices, price_per_hour
+from trainspeed.reporting.comparison import compare
+from trainspeed.reporting.worth import case_costs, missing, system_chart, verdicts, worth_table
+
+# --- the arithmetic ------------------------------------------------------------------------
+
+
+def test_a_wrapped_counter_counts_the_energy_across_the_wrap():
+    assert energy.counter_delta(100.0, 350.0, 1000.0) == 250.0
+    assert energy.counter_delta(900.0, 50.0, 1000.0) == 150.0  # 100 to the wrap, 50 after it
+
+
+def test_power_samples_integrate_by_the_trapezoid_rule():
+    samples = [(0.0, 100.0), (1.0, 200.0), (2.0, 200.0)]
+    assert energy.integrate(samples, 0.0, 2.0) == pytest.approx(350.0)
+    assert energy.integrate(samples, 0.5, 1.5) == pytest.approx((150 + 200) / 2 * 0.5 + 200 * 0.5)
+    assert energy.integrate(samples, 2.0, 3.0) == pytest.approx(200.0)  # the last reading holds
+
+
+def test_figures_rest_on_the_steady_epochs_as_the_steady_time_does():
+    trace = [(0.0, 90.0, 0.5), (1.0, 110.0, 0.9), (2.0, 130.0, None)]
+    figures = energy.figures([500.0, 200.0, 220.0], [5.0, 2.0, 2.0], 1000, trace, "RAPL package-0")
+    assert figures.joules_per_epoch == pytest.approx(210.0)  # the first epoch left out
+    assert figures.joules_per_image == pytest.approx(0.21) and figures.average_w == pytest.approx(105.0)
+    assert figures.peak_w == 130.0 and figures.utilization == pytest.approx(0.7)
+    assert figures.recipe_wh == pytest.approx(210.0 * 10 / 3600)
+    one = energy.figures([300.0], [3.0], 100, [], "x")
+    assert (one.joules_per_epoch, one.average_w, one.peak_w, one.utilization) == (300.0, 100.0, None, None)
+
+
+def test_a_long_trace_is_thinned_to_its_limit_keeping_both_ends():
+    trace = [(float(i), float(i), None) for i in range(1001)]
+    kept = energy.thinned(trace, 11)
+    assert [t for t, _, _ in kept] == [0.0, 100.0, 200.0, 300.0, 400.0, 500.0, 600.0, 700.0, 800.0, 900.0, 1000.0]
+
+
+def test_repeats_fold_to_medians_and_the_highest_peak():
+    repeats = [EnergyFigures(source="s", joules_per_epoch=j, joules_per_image=j / 10, average_w=j / 2, peak_w=p)
+               for j, p in ((100.0, 70.0), (130.0, 90.0), (110.0, 80.0))]
+    folded = energy.fold(repeats)
+    assert (folded.joules_per_epoch, folded.average_w, folded.peak_w) == (110.0, 55.0, 90.0)
+    reason = EnergyFigures(not_measured="no RAPL")
+    assert energy.fold([reason, reason]) is reason and energy.fold([None]) is None
+
+
+# --- prices --------------------------------------------------------------------------------
+
+
+def test_prices_parse_as_devices_and_kinds():
+    assert parse_prices("cpu=0.05, cuda=2.49,cuda:1=3") == {"cpu": 0.05, "cuda": 2.49, "cuda:1": 3.0}
+    prices = {"cpu": 0.05, "cuda": 2.49, "cuda:1": 3.0}
+    assert price_per_hour(prices, "cuda:1") == 3.0 and price_per_hour(prices, "cuda:0") == 2.49
+    assert price_per_hour(prices, "cuda:0,1") == 2.49 and price_per_hour(prices, "cpu:2") == 0.05
+    assert price_per_hour({"cuda": 1.0}, "cpu") is None
+
+
+@pytest.mark.parametrize("text, message", [
+    ("cpu", "is not DEVICE=PRICE"), ("cpu=", "is not DEVICE=PRICE"), ("gpu=1", "'gpu' is not a device"),
+    ("cpu=abc", "'abc' for cpu is not a number"), ("cpu=-1", "0 or more"), ("cpu=nan", "0 or more"),
+    ("cpu=1,cpu=2", "priced twice"), (" , ", "no price given"),
+])
+def test_bad_prices_are_one_line_errors(text, message):
+    with pytest.raises(ConfigError, match=message) as raised:
+        parse_prices(text)
+    assert "\n" not in str(raised.value)
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--price", "cuda=two"], "trainspeed: error: --price: 'two' for cuda is not a number"),
+    (["--cpu-watts", "-5"], "trainspeed: error: --cpu-watts must be the CPU's power in watts"),
+])
+def test_bad_energy_and_price_flags_exit_2_with_one_line(capsys, tmp_path, flags, message):
+    code = main(["run", "--dataset", "synthetic", "--limit", "64", "--out", str(tmp_path / "out"), *flags])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith(message) and err.count("\n") == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_cost_is_the_price_times_the_devices_times_the_time():
+    paid = costs(2.49, 2, 36.0, 50_000 / 36.0)
+    assert paid.per_hour == pytest.approx(4.98) and paid.per_epoch == pytest.approx(4.98 * 36 / 3600)
+    assert paid.per_recipe == pytest.approx(10 * paid.per_epoch)
+    assert paid.per_million_images == pytest.approx(paid.per_epoch * 1e6 / 50_000)
+
+
+# --- the meters ----------------------------------------------------------------------------
+
+
+def powercap(root: Path, zones: dict[str, tuple[str, int]], counter_range: int = 1_000_000) -> Path:
+    for zone, (name, value) in zones.items():
+        (root / zone).mkdir(parents=True)
+        (root / zone / "name").write_text(name + "\n")
+        (root / zone / "energy_uj").write_text(f"{value}\n")
+        (root / zone / "max_energy_range_uj").write_text(f"{counter_range}\n")
+    return root
+
+
+def set_counter(root: Path, zone: str, value: int) -> None:
+    # Whole, as sysfs gives it: the sampler thread may read at any moment.
+    (root / zone / "energy_uj.new").write_text(f"{value}\n")
+    (root / zone / "energy_uj.new").replace(root / zone / "energy_uj")
+
+
+def test_rapl_reads_packages_and_dram_and_not_the_zones_inside_a_package(tmp_path):
+    root = powercap(tmp_path, {"intel-rapl:0": ("package-0", 5), "intel-rapl:0:0": ("core", 5),
+                               "intel-rapl:0:1": ("dram", 5), "intel-rapl:1": ("package-1", 5)})
+    zones = power.rapl_zones(root)
+    assert [name for name, _, _ in zones] == ["package-0", "dram of package 0", "package-1"]
+    meter = power.RaplMeter(zones)
+    assert meter.source == "RAPL package-0 + dram of package 0 + package-1 (whole CPU socket)"
+
+
+def test_a_powercap_log_counts_each_epoch_across_a_wrap(tmp_path, monkeypatch):
+    root = powercap(tmp_path, {"intel-rapl:0": ("package-0", 900_000), "intel-rapl:0:0": ("dram", 0)})
+    monkeypatch.setattr(power, "POWERCAP", root)
+    counters = iter([(950_000, 10_000), (150_000, 30_000), (350_000, 50_000)])  # the package wraps in epoch 2
+    with power.PowerLog(power.meter_for(power.torch.device("cpu"))) as log:
+        for _ in range(3):
+            with log.epoch():
+                package, dram = next(counters)
+                set_counter(root, "intel-rapl:0", package)
+                set_counter(root, "intel-rapl:0:0", dram)
+    figures = log.figures([1.0, 0.5, 0.5], 100)
+    # epoch 1: 0.05 + 0.01 J; epoch 2: 0.2 + 0.02 J (across the wrap); epoch 3: 0.2 + 0.02 J
+    assert log.epoch_j == pytest.approx([0.06, 0.22, 0.22])
+    assert figures.joules_per_epoch == pytest.approx(0.22) and figures.average_w == pytest.approx(0.44)
+    assert figures.source.startswith("RAPL package-0 + dram") and not figures.estimate
+
+
+def test_without_powercap_the_cpu_says_why_or_takes_the_users_watts(tmp_path, monkeypatch):
+    monkeypatch.setattr(power, "POWERCAP", tmp_path / "absent")
+    reason = power.meter_for(power.torch.device("cpu"))
+    assert reason.startswith(f"no {tmp_path / 'absent'} (no powercap") and "--cpu-watts W" in reason
+    log = power.PowerLog(power.meter_for(power.torch.device("cpu"), cpu_watts=65))
+    with log:
+        for _ in range(2):
+            with log.epoch():
+                pass
+    figures = log.figures([2.0, 1.5], 300)
+    assert figures.estimate and figures.joules_per_epoch == pytest.approx(97.5) and figures.trace == ()
+    assert figures.source == "estimate: --cpu-watts 65 W x time"
+    unmeasured = power.PowerLog(reason).figures([1.0], 10)
+    assert unmeasured.not_measured == reason and unmeasured.joules_per_epoch is None
+
+
+def test_a_counter_readable_by_root_alone_says_how_to_open_it(tmp_path, monkeypatch):
+    root = powercap(tmp_path, {"intel-rapl:0": ("package-0", 1)})
+    real = Path.read_text
+
+    def guarded(path, *args, **kwargs):
+        if path.name == "energy_uj":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "read_text", guarded)
+    reason = power.rapl_zones(root)
+    assert "readable by root alone" in reason and f"sudo chmod a+r {root}/intel-rapl:*/energy_uj" in reason
+
+
+class FakeNvml:
+    """NVML as nvidia-ml-py presents it, for one board whose counter and power the test sets."""
+
+    class NVMLError(Exception):
+        pass
+
+    class NVMLError_NotSupported(NVMLError):  # noqa: N801 - nvidia-ml-py's names
+        pass
+
+    class NVMLError_GPUIsLost(NVMLError):  # noqa: N801
+        pass
+
+    def __init__(self, counter: bool = True, lost_after: int | None = None):
+        self.counter, self.lost_after = counter, lost_after
+        self.energy_mj, self.power_mw, self.busy, self.reads, self.uuids = 5_000_000, 250_000, 97, 0, []
+
+    def nvmlInit(self):  # noqa: N802
+        pass
+
+    def nvmlDeviceGetHandleByUUID(self, uuid):  # noqa: N802
+        self.uuids.append(uuid)
+        return "board"
+
+    def _read(self):
+        self.reads += 1
+        if self.lost_after is not None and self.reads > self.lost_after:
+            raise self.NVMLError_GPUIsLost("GPU is lost")
+
+    def nvmlDeviceGetTotalEnergyConsumption(self, handle):  # noqa: N802
+        if not self.counter:
+            raise self.NVMLError_NotSupported("Not Supported")
+        self._read()
+        return self.energy_mj
+
+    def nvmlDeviceGetPowerUsage(self, handle):  # noqa: N802
+        self._read()
+        return self.power_mw
+
+    def nvmlDeviceGetUtilizationRates(self, handle):  # noqa: N802
+        return SimpleNamespace(gpu=self.busy, memory=40)
+
+
+@pytest.fixture
+def nvml(monkeypatch):
+    fake = FakeNvml()
+    monkeypatch.setitem(sys.modules, "pynvml", fake)
+    monkeypatch.setattr(power.torch.cuda, "get_device_properties", lambda device: SimpleNamespace(uuid="58ae-01"))
+    monkeypatch.setattr(power.torch.version, "hip", None)
+    return fake
+
+
+def test_a_gpu_is_found_by_its_uuid_and_read_by_its_energy_counter(nvml):
+    meter = power.meter_for(power.torch.device("cuda:0"))
+    assert nvml.uuids == ["GPU-58ae-01"] and meter.source == "NVML energy counter (GPU board)"
+    with power.PowerLog(meter) as log:
+        for joules in (400, 300, 300):
+            with log.epoch():
+                nvml.energy_mj += joules * 1000
+    figures = log.figures([2.0, 1.0, 1.0], 500)
+    assert log.epoch_j == [400.0, 300.0, 300.0]
+    assert figures.joules_per_epoch == 300.0 and figures.average_w == 300.0 and figures.joules_per_image == 0.6
+    assert figures.peak_w == 250.0 and figures.utilization == pytest.approx(0.97)
+
+
+def test_a_gpu_without_an_energy_counter_integrates_its_power_and_says_so(nvml):
+    nvml.counter = False
+    meter = power.meter_for(power.torch.device("cuda:0"))
+    assert meter.source == "NVML power, integrated (this GPU has no energy counter)"
+    with power.PowerLog(meter) as log:
+        for _ in range(2):
+            started = time.perf_counter()
+            with log.epoch():
+                time.sleep(0.25)
+            seconds = time.perf_counter() - started
+    figures = log.figures([seconds, seconds], 10)
+    assert figures.joules_per_epoch == pytest.approx(250.0 * seconds, rel=0.05)
+    assert len(log.trace) >= 4  # the marks, and the sampler between them
+
+
+def test_a_gpu_that_disappears_leaves_the_reason_not_a_figure(nvml):
+    nvml.lost_after = 3
+    with power.PowerLog(power.meter_for(power.torch.device("cuda:0"))) as log:
+        for _ in range(3):
+            with log.epoch():
+                nvml.energy_mj += 1000
+    figures = log.figures([1.0, 1.0, 1.0], 10)
+    assert figures.joules_per_epoch is None
+    assert figures.not_measured == "the meter stopped answering during the case (NVMLError_GPUIsLost: GPU is lost)"
+
+
+def test_without_nvidia_ml_py_a_gpu_says_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pynvml", None)
+    monkeypatch.setattr(power.torch.version, "hip", None)
+    assert power.meter_for(power.torch.device("cuda:0")) == (
+        'nvidia-ml-py is not installed: pip install "trainspeed[nvml]"')
+    assert "Apple GPUs" in power.meter_for(power.torch.device("mps"))
+
+
+# --- the verdict ---------------------------------------------------------------------------
+
+
+def priced(result, prices, currency="USD"):
+    result.config.update(prices=prices, currency=currency)
+    return result
+
+
+def measured(case, joules, watts, source, estimate=False, trace=()):
+    return replace(case, energy=EnergyFigures(source=source, estimate=estimate, joules_per_epoch=joules,
+                                              joules_per_image=joules / case.train_images, average_w=watts,
+                                              peak_w=watts, trace=tuple(trace)))
+
+
+def seeds_with_energy():
+    cpu = measured(fx.case("cnn", "cpu", 37.6), 3760.0, 100.0, "RAPL package-0 (whole CPU socket)")
+    gpu = measured(fx.case("cnn", "cuda:0", 4.0), 1200.0, 300.0, "NVML energy counter (GPU board)",
+                   trace=[(0.0, 280.0, 0.9), (2.0, 320.0, 0.95), (4.0, 300.0, 0.97)])
+    return fx.run_result([cpu, gpu])
+
+
+def test_the_verdict_weighs_speed_energy_and_cost():
+    comparison = compare([(None, priced(seeds_with_energy(), {"cpu": 0.5, "cuda": 2.49}))])
+    assert verdicts(comparison) == [
+        f"The {fx.GPU_NAME} trains the cnn 9.4x faster than the CPU (33.6 s saved per epoch), uses 3.1x less energy "
+        "per epoch (1.2 kJ vs 3.76 kJ), and costs 1.89x less per epoch (0.00277 USD vs 0.00522 USD) at the prices "
+        "given."]
+    assert missing(comparison) == []
+
+
+def test_without_prices_or_energy_the_verdict_says_what_is_missing_and_how_to_add_it():
+    result = seeds_with_energy()
+    result.cases[0] = replace(result.cases[0], energy=EnergyFigures(not_measured="no RAPL here; give --cpu-watts W"))
+    comparison = compare([(None, result)])
+    assert verdicts(comparison) == [f"The {fx.GPU_NAME} trains the cnn 9.4x faster than the CPU (33.6 s saved per "
+                                    "epoch)."]
+    assert missing(comparison) == [
+        "Energy not measured on the CPU: no RAPL here; give --cpu-watts W.",
+        "No price for the CPU or the " + fx.GPU_NAME + ", so no cost: give --price cpu=PRICE,cuda=PRICE (money per "
+        "hour per device) to trainspeed run, report or compare."]
+
+
+def test_a_cpu_alone_gets_its_cost_and_its_estimated_energy():
+    case = measured(fx.case("cnn", "cpu", 36.0), 2340.0, 65.0, "estimate: --cpu-watts 65 W x time", estimate=True)
+    comparison = compare([(None, priced(fx.run_result([case], gpus=False), {"cpu": 0.05}, ""))])
+    assert verdicts(comparison) == [
+        "The CPU trains the cnn in 36.0 s per epoch: at 0.05 per hour it costs 0.000500 per epoch, 0.00500 for 10 "
+        "epochs and 0.0100 per million images; it uses an estimated 2.34 kJ per epoch (65 W on average)."]
+    table = worth_table(comparison, lambda c, key: [key.model], ["model"])
+    assert table.rows == [["cnn", "cpu", "estimate: --cpu-watts 65 W x time", "2.34 kJ", "0.0468 J", "6.5 Wh",
+                           "65 W", "65 W", "-", "0.000500", "0.00500", "0.0100"]]
+
+
+def test_a_group_of_gpus_is_priced_per_gpu_and_a_cpu_group_per_machine():
+    gpus = fx.case("cnn", "cuda:0,1", 2.0, world_size=2, backend="nccl")
+    cpus = fx.case("cnn", "cpu:2", 20.0, world_size=2, backend="gloo")
+    comparison = compare([(None, priced(fx.run_result([gpus, cpus]), {"cpu": 0.36, "cuda": 1.8}))])
+    assert case_costs(comparison, "cuda:0,1", gpus).per_epoch == pytest.approx(2 * 1.8 * 2.0 / 3600)
+    assert case_costs(comparison, "cpu:2", cpus).per_epoch == pytest.approx(0.36 * 20.0 / 3600)
+
+
+def test_compare_weighs_machines_at_each_ones_prices_or_at_those_given(tmp_path, capsys):
+    laptop = priced(fx.run_result([measured(fx.case("cnn", "cpu", 36.0), 1800.0, 50.0, "RAPL package-0")],
+                                  gpus=False), {"cpu": 0.1})
+    server = priced(seeds_with_energy(), {"cuda": 2.0})
+    comparison = compare([("laptop", laptop), ("server", server)], baseline="laptop:cpu")
+    sentence = next(s for s in verdicts(comparison) if s.startswith("server:cuda:0"))
+    assert sentence == (f"server:cuda:0 ({fx.GPU_NAME}) trains the cnn 9.0x faster than laptop:cpu (32.0 s saved per "
+                        "epoch), uses 1.50x less energy per epoch (1.2 kJ vs 1.8 kJ), and costs 2.2x more per epoch "
+                        "(0.00222 USD vs 0.00100 USD) at the prices given.")
+    # The server's CPU has no price: it is weighed on speed and energy alone, and the verdict says so.
+    assert verdicts(comparison)[0] == ("server:cpu (Intel Xeon Processor) trains the cnn 1.04x slower than "
+                                       "laptop:cpu (1.60 s lost per epoch) and uses 2.1x more energy per epoch "
+                                       "(3.76 kJ vs 1.8 kJ).")
+    assert missing(comparison) == ["No price for server:cpu, so no cost: give --price cpu=PRICE,cuda=PRICE (money "
+                                   "per hour per device) to trainspeed run, report or compare."]
+    for name, result in (("laptop", laptop), ("server", server)):
+        result.write(tmp_path / name / "results.json")
+    code = main(["compare", str(tmp_path / "laptop"), str(tmp_path / "server"), "--baseline", "laptop:cpu",
+                 "--price", "cpu=0.1,cuda=0.4", "--out", str(tmp_path / "report")])
+    out = capsys.readouterr().out
+    assert code == 0 and "lessperepoch(0.000444USDvs0.00100USD)atthepricesgiven" in "".join(out.split())
+    assert "Is it worth it?" in (tmp_path / "report" / "report.md").read_text()
+
+
+def test_the_system_chart_draws_sampled_power_and_utilization(tmp_path):
+    comparison = compare([(None, seeds_with_energy())])
+    path = system_chart(comparison, tmp_path / "system.png")
+    assert path is not None and path.stat().st_size > 5000
+    bare = fx.run_result([fx.case("cnn", "cpu", 36.0)], gpus=False)
+    assert system_chart(compare([(None, bare)]), tmp_path / "none.png") is None
+
+
+def test_a_run_records_each_cases_energy_and_its_report_gives_the_verdict(tmp_path, monkeypatch):
+    import trainspeed
+
+    monkeypatch.setattr(power, "POWERCAP", tmp_path / "absent")
+    result = trainspeed.run(models="mlp:1", dataset="synthetic", limit=96, epochs=2, synthetic_shape="8x8x3",
+                            inference=False, isolate=False, out=str(tmp_path / "run"), cpu_watts=50,
+                            price="cpu=0.36", currency="EUR")
+    (case,) = result.cases
+    assert case.energy.estimate and case.energy.average_w == pytest.approx(50.0)
+    assert case.energy.joules_per_epoch == pytest.approx(50.0 * case.steady_epoch_s)
+    assert case.repeats[0].energy == case.energy
+    trainspeed.report(result, tmp_path / "report")
+    report = (tmp_path / "report" / "report.md").read_text()
+    assert "### Is it worth it?" in report and "at 0.36 EUR per hour it costs" in report
+    assert "prices: cpu 0.36 EUR/h" in report and "CPU power for the energy estimate: 50 W" in report
