@@ -131,7 +131,7 @@ def test_a_powercap_log_counts_each_epoch_across_a_wrap(tmp_path, monkeypatch):
     root = powercap(tmp_path, {"intel-rapl:0": ("package-0", 900_000), "intel-rapl:0:0": ("dram", 0)})
     monkeypatch.setattr(power, "POWERCAP", root)
     counters = iter([(950_000, 10_000), (150_000, 30_000), (350_000, 50_000)])  # the package wraps in epoch 2
-    with power.PowerLog(power.meter_for(power.torch.device("cpu"))) as log:
+    with power.PowerLog(power.meter_for("cpu")) as log:
         for _ in range(3):
             with log.epoch():
                 package, dram = next(counters)
@@ -146,9 +146,9 @@ def test_a_powercap_log_counts_each_epoch_across_a_wrap(tmp_path, monkeypatch):
 
 def test_without_powercap_the_cpu_says_why_or_takes_the_users_watts(tmp_path, monkeypatch):
     monkeypatch.setattr(power, "POWERCAP", tmp_path / "absent")
-    reason = power.meter_for(power.torch.device("cpu"))
+    reason = power.meter_for("cpu")
     assert reason.startswith(f"no {tmp_path / 'absent'} (no powercap") and "--cpu-watts W" in reason
-    log = power.PowerLog(power.meter_for(power.torch.device("cpu"), cpu_watts=65))
+    log = power.PowerLog(power.meter_for("cpu", cpu_watts=65))
     with log:
         for _ in range(2):
             with log.epoch():
@@ -216,17 +216,31 @@ class FakeNvml:
         return SimpleNamespace(gpu=self.busy, memory=40)
 
 
+BOARD = ("nvidia", "GPU-58ae-01")
+
+
 @pytest.fixture
 def nvml(monkeypatch):
     fake = FakeNvml()
     monkeypatch.setitem(sys.modules, "pynvml", fake)
-    monkeypatch.setattr(power.torch.cuda, "get_device_properties", lambda device: SimpleNamespace(uuid="58ae-01"))
-    monkeypatch.setattr(power.torch.version, "hip", None)
     return fake
 
 
+def test_a_cuda_device_is_named_to_nvml_by_its_uuid(monkeypatch):
+    import torch
+
+    from trainspeed.machine import devices
+
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device: SimpleNamespace(uuid="58ae-01"))
+    monkeypatch.setattr(torch.version, "hip", None)
+    assert devices.gpu_identity(torch.device("cuda:1")) == BOARD
+    monkeypatch.setattr(torch.version, "hip", "6.2")
+    assert devices.gpu_identity(torch.device("cuda:0")) == ("amd", None)
+    assert power.meter_for("cuda:0", gpu=("amd", None)).startswith("AMD GPUs: trainspeed reads energy through")
+
+
 def test_a_gpu_is_found_by_its_uuid_and_read_by_its_energy_counter(nvml):
-    meter = power.meter_for(power.torch.device("cuda:0"))
+    meter = power.meter_for("cuda:0", gpu=BOARD)
     assert nvml.uuids == ["GPU-58ae-01"] and meter.source == "NVML energy counter (GPU board)"
     with power.PowerLog(meter) as log:
         for joules in (400, 300, 300):
@@ -240,7 +254,7 @@ def test_a_gpu_is_found_by_its_uuid_and_read_by_its_energy_counter(nvml):
 
 def test_a_gpu_without_an_energy_counter_integrates_its_power_and_says_so(nvml):
     nvml.counter = False
-    meter = power.meter_for(power.torch.device("cuda:0"))
+    meter = power.meter_for("cuda:0", gpu=BOARD)
     assert meter.source == "NVML power, integrated (this GPU has no energy counter)"
     with power.PowerLog(meter) as log:
         for _ in range(2):
@@ -255,7 +269,7 @@ def test_a_gpu_without_an_energy_counter_integrates_its_power_and_says_so(nvml):
 
 def test_a_gpu_that_disappears_leaves_the_reason_not_a_figure(nvml):
     nvml.lost_after = 3
-    with power.PowerLog(power.meter_for(power.torch.device("cuda:0"))) as log:
+    with power.PowerLog(power.meter_for("cuda:0", gpu=BOARD)) as log:
         for _ in range(3):
             with log.epoch():
                 nvml.energy_mj += 1000
@@ -266,10 +280,9 @@ def test_a_gpu_that_disappears_leaves_the_reason_not_a_figure(nvml):
 
 def test_without_nvidia_ml_py_a_gpu_says_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "pynvml", None)
-    monkeypatch.setattr(power.torch.version, "hip", None)
-    assert power.meter_for(power.torch.device("cuda:0")) == (
+    assert power.meter_for("cuda:0", gpu=BOARD) == (
         'nvidia-ml-py is not installed: pip install "trainspeed[nvml]"')
-    assert "Apple GPUs" in power.meter_for(power.torch.device("mps"))
+    assert "Apple GPUs" in power.meter_for("mps")
 
 
 # --- the verdict ---------------------------------------------------------------------------

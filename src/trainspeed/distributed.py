@@ -31,7 +31,7 @@ from .engine.evaluate import evaluate, predict
 from .engine.step import DeviceData, forward
 from .machine import devices, power, precision
 from .machine.describe import device_label
-from .measure import copy_to_device, step_cost
+from .measure import copy_to_device, meter_for, step_cost
 from .models import create_model
 from .progress import REPORT_SECONDS
 from .results import SAMPLE_IMAGES, EpochRecord, Measurement, StartupCost
@@ -131,7 +131,7 @@ def measure_rank_repeat(config: RunConfig, key: CaseKey, repeat: int, data: Data
     epoch_s, first_step_s = [], None
     # Each GPU is read by its own rank; a CPU, shared by the ranks on its machine, by the first of them.
     reads = device.type == "cuda" or int(os.environ.get("LOCAL_RANK", "0")) == 0
-    meter = power.PowerLog(power.meter_for(device, config.cpu_watts) if reads else "")
+    meter = power.PowerLog(meter_for(device, config.cpu_watts) if reads else "")
     meter.__enter__()  # its sampler is a daemon thread: a rank that fails takes it down with it
     for epoch in range(1, config.epochs + 1):
         progress.start_epoch(f"{label}: epoch {epoch}/{config.epochs}", steps)

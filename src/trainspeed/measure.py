@@ -85,6 +85,12 @@ def measure_repeat(config: RunConfig, key: CaseKey, repeat: int, data: Dataset, 
             return _out_of_memory(config, key, data, device, error, progress, label), None
 
 
+def meter_for(device: torch.device, cpu_watts: float | None) -> power.Meter | str:
+    """The energy meter of the device a repeat trains on, or why there is none."""
+    gpu = devices.gpu_identity(device) if device.type == "cuda" else None
+    return power.meter_for(str(device), cpu_watts, gpu)
+
+
 def step_cost(spec: ModelSpec, optimizer: torch.optim.Optimizer, image_shape, batch_size: int) -> flops.StepCost:
     """FLOPs and bytes of one training step of `spec` with its optimizer."""
     return flops.training_step_cost(spec.network, image_shape, batch_size,
@@ -219,7 +225,7 @@ def _train(config: RunConfig, key: CaseKey, repeat: int, data: Dataset, on_devic
         graph, _ = _recorded(spec, optimizer, on_device, batch, mode, timer) if graphs else (None, None)
     order = torch.Generator().manual_seed(config.seed)
     history = []
-    with power.PowerLog(power.meter_for(device, config.cpu_watts)) as meter:
+    with power.PowerLog(meter_for(device, config.cpu_watts)) as meter:
         for epoch in range(1, config.epochs + 1):
             progress.start_epoch(f"{label}: epoch {epoch}/{config.epochs}", steps)
             with meter.epoch(), timer.measure("epoch") as measured:  # read after the timer's synchronize

@@ -20,6 +20,7 @@ from .. import inference
 from ..cases import CaseKey, repeat_label
 from ..config import RunConfig
 from ..machine import validity
+from ..machine.power import PowerLog, meter_for
 from ..progress import REPORT_SECONDS
 from ..results import SAMPLE_IMAGES, EpochRecord, Failure, Measurement, StartupCost
 from ..stats import first_and_steady, steps_per_epoch
@@ -35,8 +36,9 @@ class _Device:
         self.type = name.partition(":")[0]
 
 
-def epoch_clock(keras, timer: Timer, progress, label: str, epochs: int, steps: int):
-    """A Keras callback that times each epoch and the first step through `timer`, and reports progress.
+def epoch_clock(keras, timer: Timer, progress, label: str, epochs: int, steps: int, meter: PowerLog):
+    """A Keras callback that times each epoch and the first step through `timer`, reads `meter` around
+    each epoch (outside the timer's synchronizations), and reports progress.
 
     Its per-batch hook only reports, so it is safe to run off the training thread: Keras then keeps
     dispatching steps asynchronously (JAX) as it would with no callback of ours.
@@ -54,6 +56,7 @@ def epoch_clock(keras, timer: Timer, progress, label: str, epochs: int, steps: i
 
         def on_epoch_begin(self, epoch, logs=None):
             progress.start_epoch(f"{label}: epoch {epoch + 1}/{epochs}", steps)
+            meter.epoch_started()
             self._epoch = timer.measure("epoch")
             self._epoch.__enter__()
 
@@ -80,6 +83,7 @@ def epoch_clock(keras, timer: Timer, progress, label: str, epochs: int, steps: i
             if self._first is not None:
                 self._end_first_step()
             self._epoch.__exit__(None, None, None)
+            meter.epoch_ended()
             logs = logs or {}
             self.history.append(EpochRecord(epoch + 1, timer.records["epoch"][-1], float(logs.get("loss", np.nan)),
                                             float(logs.get("accuracy", np.nan))))
@@ -132,9 +136,11 @@ def _train(config: RunConfig, key: CaseKey, repeat: int, backend: Backend, devic
     if model.count_params() != counts["params"]:
         raise AssertionError(f"the Keras {work.model} has {model.count_params():,} parameters, trainspeed's "
                              f"{counts['params']:,}: the two would not train the same model")
-    clock = epoch_clock(keras, timer, progress, label, config.epochs, steps)
-    model.fit(x_train, y_train, batch_size=work.batch_size, epochs=config.epochs, shuffle=True, verbose=0,
-              callbacks=[clock])
+    gpu = tuple(counts["gpu"]) if counts.get("gpu") else None
+    with PowerLog(meter_for(device, config.cpu_watts, gpu)) as meter:
+        clock = epoch_clock(keras, timer, progress, label, config.epochs, steps, meter)
+        model.fit(x_train, y_train, batch_size=work.batch_size, epochs=config.epochs, shuffle=True, verbose=0,
+                  callbacks=[clock])
     with timer.measure("eval") as evaluated:
         scores = model.evaluate(x_test, y_test, batch_size=work.batch_size, verbose=0, return_dict=True)
     probabilities = np.asarray(model.predict(x_test, batch_size=work.batch_size, verbose=0))
@@ -164,7 +170,7 @@ def _train(config: RunConfig, key: CaseKey, repeat: int, backend: Backend, devic
         sample_predictions=predicted[:SAMPLE_IMAGES].tolist(), steps_per_epoch=steps, params=model.count_params(),
         flops_per_step=counts.get("flops_per_step"), bytes_per_step=counts.get("bytes_per_step"),
         peak_memory_bytes=peak_memory_bytes, peak_host_memory_bytes=validity.peak_host_memory_bytes(),
-        inference=answering,
+        inference=answering, energy=meter.figures(list(epoch_s), len(x_train)),
         other_cpu_load=validity.other_cpu_load(before, after),
         under_load=validity.under_load(_Device(device), before, after), warnings=tuple(warnings),
         startup=replace(startup, build_s=built.seconds, first_step_s=timer.records["first step"][0],

@@ -270,3 +270,12 @@ def empty_cache(device: torch.device) -> None:
         torch.mps.empty_cache()
 
 
+
+
+def gpu_identity(device: torch.device) -> tuple[str, str | None]:
+    """A CUDA device's maker and the name NVML knows it by ("GPU-<uuid>"): the same board whatever
+    CUDA_VISIBLE_DEVICES and CUDA_DEVICE_ORDER say (NVML numbers boards its own way)."""
+    if torch.version.hip:
+        return "amd", None
+    uuid = str(torch.cuda.get_device_properties(device).uuid)
+    return "nvidia", uuid if uuid.startswith(("GPU-", "MIG-")) else f"GPU-{uuid}"

@@ -15,8 +15,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import torch
-
 from ..energy import EnergyFigures, Sample, counter_delta, figures, integrate
 
 POWERCAP = Path("/sys/class/powercap")
@@ -131,31 +129,31 @@ def rapl_zones(root: Path | None = None) -> list[tuple[str, Path, float]] | str:
     return zones
 
 
-def _nvml_meter(device: torch.device) -> Meter | str:
+def _nvml_meter(device: str, uuid: str) -> Meter | str:
     try:
         import pynvml
     except ImportError:
         return f"nvidia-ml-py is not installed: {NVML_EXTRA}"
     try:
         pynvml.nvmlInit()
-        # The same board as CUDA's device, whatever CUDA_VISIBLE_DEVICES and CUDA_DEVICE_ORDER say.
-        uuid = str(torch.cuda.get_device_properties(device).uuid)
-        handle = pynvml.nvmlDeviceGetHandleByUUID(uuid if uuid.startswith(("GPU-", "MIG-")) else f"GPU-{uuid}")
-        return NvmlMeter(pynvml, handle)
+        return NvmlMeter(pynvml, pynvml.nvmlDeviceGetHandleByUUID(uuid))
     except pynvml.NVMLError as error:
         return f"NVML did not answer for {device} ({error})"
 
 
-def meter_for(device: torch.device, cpu_watts: float | None = None) -> Meter | str:
-    """The meter for `device`, or the reason its energy is not measured."""
-    if device.type == "cuda":
-        if torch.version.hip:
+def meter_for(device: str, cpu_watts: float | None = None, gpu: tuple[str, str | None] | None = None) -> Meter | str:
+    """The meter for `device` ("cpu", "cuda:0"), or the reason its energy is not measured. `gpu`: its
+    maker and NVML's name for it (machine/devices.gpu_identity), found where torch is at hand."""
+    kind = device.split(":")[0]
+    if kind == "cuda":
+        maker, uuid = gpu or ("", None)
+        if maker == "amd":
             return "AMD GPUs: trainspeed reads energy through NVIDIA's NVML only (amdsmi is not supported yet)"
-        return _nvml_meter(device)
-    if device.type == "mps":
+        return _nvml_meter(device, uuid) if uuid else f"no NVML identity known for {device}"
+    if kind == "mps":
         return "Apple GPUs give no energy counter to programs (powermetrics needs root and samples the whole chip)"
-    if device.type != "cpu":
-        return f"no energy meter for {device.type} devices"
+    if kind != "cpu":
+        return f"no energy meter for {kind} devices"
     zones = rapl_zones()
     if isinstance(zones, list):
         return RaplMeter(zones)
