@@ -42,6 +42,14 @@ def _engine(case) -> str:
     return "trainspeed, launched" + (f" ({failed[0]})" if failed else "")
 
 
+def _energy(case) -> str:
+    """Joules per epoch and average power, or why not measured (NVML: pip install nvidia-ml-py)."""
+    figures = case.energy
+    if figures is None or figures.joules_per_epoch is None:
+        return f"not measured: {figures.not_measured}" if figures else "-"
+    return f"{figures.joules_per_epoch:.3g} J, {figures.average_w:.0f} W"
+
+
 def sitting(device: str, args: argparse.Namespace, out, add) -> str:
     common = dict(models=["ann", "cnn"], devices=[device], dataset="synthetic", limit=args.limit)
     small = trainspeed.run(batch_sizes=[32], epochs=args.epochs, out=out(f"{device}-graphed"), **common)
@@ -59,7 +67,7 @@ def sitting(device: str, args: argparse.Namespace, out, add) -> str:
             met = case.ok and case.mfu is not None and case.mfu >= MFU_TARGET[case.precision]
         add(device, case.model, case.batch_size, case.precision, _engine(case),
             case.steady_epoch_s if case.ok else None, case.mfu, case.startup.total_s if case.startup else None,
-            case.memory_format, target, met, case.error)
+            case.memory_format, target, met, case.error, _energy(case))
     for model in ("ann", "cnn"):
         times = plain_pytorch_in_child(model, args.epochs, args.limit, device, 32)
         add(device, model, 32, "fp32", "plain PyTorch loop", statistics.median(times[1:] or times))
@@ -77,18 +85,18 @@ def main() -> None:
     out = (lambda name: str(args.out / name)) if args.out else (lambda name: None)
     table = Table(title=f"{args.limit:,} images, steady s/epoch")
     for column in ("device", "model", "batch", "precision", "engine", "steady s/epoch", "MFU", "start-up s",
-                   "layout", "target", "met"):
+                   "layout", "target", "met", "energy/epoch"):
         table.add_column(column, justify="right")
     figures = []
 
     def add(device, model, batch, precision, engine, steady, mfu=None, startup=None, layout=None, target=None,
-            met=None, error=None):
+            met=None, error=None, energy="-"):
         figures.append(dict(device=device, model=model, batch=batch, precision=precision, engine=engine,
                             steady_s=steady, mfu=mfu, startup_s=startup, layout=layout, target=target, met=met,
-                            error=error))
+                            error=error, energy=energy))
         table.add_row(device, model, str(batch), precision, engine, f"{steady:.3f}" if steady else f"failed: {error}",
                       f"{mfu:.0%}" if mfu is not None else "-", f"{startup:.2f}" if startup is not None else "-",
-                      layout or "-", target or "-", {True: "yes", False: "NO", None: "-"}[met])
+                      layout or "-", target or "-", {True: "yes", False: "NO", None: "-"}[met], energy)
 
     names = [f"{device}: {sitting(device, args, out, add)}" for device in args.devices.split(",")]
     table.caption = "; ".join(names)

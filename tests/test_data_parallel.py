@@ -111,10 +111,14 @@ def test_two_ranks_take_the_same_step_as_one_with_the_same_global_batch():
 ])
 def test_a_dead_or_hung_rank_fails_the_case_and_the_run_goes_on(monkeypatch, fault, reason):
     monkeypatch.setenv("TRAINSPEED_FAULT", fault)
-    result = trainspeed.run(**{**SMALL, "models": "mlp:1,mlp:2", "dist_timeout_s": 3})
+    # That the run goes on past a failed job is seen once; each way of failing, on one model.
+    models = "mlp:1,mlp:2" if fault.startswith("kill") else "mlp:1"
+    result = trainspeed.run(**{**SMALL, "models": models, "dist_timeout_s": 3})
     by_key = {(case.model, case.world_size): case for case in result.cases}
-    assert by_key[("mlp:1", 1)].ok and by_key[("mlp:2", 1)].ok and by_key[("mlp:2", 2)].ok
+    assert by_key[("mlp:1", 1)].ok
     assert by_key[("mlp:1", 2)].status == "failed" and by_key[("mlp:1", 2)].error.startswith(reason)
+    if "mlp:2" in models:
+        assert by_key[("mlp:2", 1)].ok and by_key[("mlp:2", 2)].ok
     assert not _launch_processes()
 
 

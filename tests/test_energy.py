@@ -183,7 +183,7 @@ class FakeNvml:
     class NVMLError_NotSupported(NVMLError):  # noqa: N801 - nvidia-ml-py's names
         pass
 
-    class NVMLError_GPUIsLost(NVMLError):  # noqa: N801
+    class NVMLError_GpuIsLost(NVMLError):  # noqa: N801
         pass
 
     def __init__(self, counter: bool = True, lost_after: int | None = None):
@@ -200,7 +200,7 @@ class FakeNvml:
     def _read(self):
         self.reads += 1
         if self.lost_after is not None and self.reads > self.lost_after:
-            raise self.NVMLError_GPUIsLost("GPU is lost")
+            raise self.NVMLError_GpuIsLost("GPU is lost")
 
     def nvmlDeviceGetTotalEnergyConsumption(self, handle):  # noqa: N802
         if not self.counter:
@@ -275,7 +275,7 @@ def test_a_gpu_that_disappears_leaves_the_reason_not_a_figure(nvml):
                 nvml.energy_mj += 1000
     figures = log.figures([1.0, 1.0, 1.0], 10)
     assert figures.joules_per_epoch is None
-    assert figures.not_measured == "the meter stopped answering during the case (NVMLError_GPUIsLost: GPU is lost)"
+    assert figures.not_measured == "the meter stopped answering during the case (NVMLError_GpuIsLost: GPU is lost)"
 
 
 def test_without_nvidia_ml_py_a_gpu_says_what_to_install(monkeypatch):

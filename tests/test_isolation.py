@@ -143,7 +143,7 @@ def wait_for_finished_case(path: Path, timeout_s: float = 300) -> None:
 
 
 def test_ctrl_c_keeps_finished_cases_exits_130_and_resume_completes(tmp_path):
-    args = ["run", "--dataset", "synthetic", "--limit", "3200", "--devices", "cpu", "--synthetic-shape", "16x16x3",
+    args = ["run", "--dataset", "synthetic", "--limit", "1600", "--devices", "cpu", "--synthetic-shape", "16x16x3",
             "--models", "mlp:1,cnn", "--epochs", "30", "--out", "out"]
     process = cli(*args, cwd=tmp_path)
     wait_for_finished_case(tmp_path / "out" / "results.json")

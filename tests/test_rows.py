@@ -16,7 +16,8 @@ def swept(tmp_path_factory):
     """Two batch sizes, two repeats each, with the keywords a command-line user already knows."""
     out = tmp_path_factory.mktemp("rows")
     result = trainspeed.run(models="mlp:1", devices="cpu", dataset="synthetic", limit=64, epochs=1, warmup_steps=1,
-                            synthetic_shape="8x8x1", batch_size="16,32", repeats=2, out=str(out), no_inference=True)
+                            synthetic_shape="8x8x1", batch_size="16,32", repeats=2, out=str(out), no_inference=True,
+                            in_process=True)
     return out, result
 
 

@@ -59,7 +59,7 @@ def test_same_seed_same_losses_on_cpu(monkeypatch):
     monkeypatch.setattr(measure.layout, "choose", lambda seconds: ("channels_last", "pinned by the test"))
     monkeypatch.setattr(measure, "_kernels", lambda *args: ({}, ("pinned by the test",), None))
     settings = dict(models=["cnn"], devices=["cpu"], dataset="synthetic", limit=96, epochs=2, batch_sizes=[32],
-                    synthetic_shape=(16, 16, 3), seed=7, out=None)
+                    synthetic_shape=(16, 16, 3), seed=7, out=None, isolate=False, inference=False)
     first = trainspeed.run(**settings).cases[0]
     again = trainspeed.run(**settings).cases[0]
     other = trainspeed.run(**{**settings, "seed": 8}).cases[0]

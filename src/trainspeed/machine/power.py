@@ -210,7 +210,7 @@ class PowerLog:
         try:
             now = time.perf_counter() - self._origin
             joules, watts, busy = meter.energy_j(), meter.power_w(), meter.utilization()
-        except Exception as error:  # noqa: BLE001 - NVMLError_GPUIsLost, an unreadable file: the log ends
+        except Exception as error:  # noqa: BLE001 - NVMLError_GpuIsLost, an unreadable file: the log ends
             self._fail(error)
             return None
         if watts is None and joules is not None and self._last is not None and now > self._last[0]:
