@@ -46,6 +46,15 @@ def epoch_seconds(model: str, shape, images: torch.Tensor, labels: torch.Tensor,
     return seconds, len(log.trace)
 
 
+def sample_seconds(calls: int = 2000) -> float:
+    """One sample's cost on its own: the meter read and the trace appended, as the thread does it."""
+    log = power.PowerLog(power.meter_for("cpu"))
+    start = time.perf_counter()
+    for _ in range(calls):
+        log._read()
+    return (time.perf_counter() - start) / calls
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=6)
@@ -76,6 +85,9 @@ def main() -> None:
             without, with_log = statistics.median(times[False]), statistics.median(times[True])
             print(f"| {model} | {-(-count // 32):,} | {without:.3f} | {with_log:.3f} | {samples} | "
                   f"{with_log / without - 1:+.1%} |")
+        cost = sample_seconds()
+        print(f"\none sample (every zone read, the trace appended): {cost * 1e6:.0f} us; at one per "
+              f"{power.SAMPLE_INTERVAL_S:g} s of training that is {cost / power.SAMPLE_INTERVAL_S:.3%} of the time")
 
 
 if __name__ == "__main__":

@@ -147,7 +147,7 @@ def test_a_powercap_log_counts_each_epoch_across_a_wrap(tmp_path, monkeypatch):
 def test_without_powercap_the_cpu_says_why_or_takes_the_users_watts(tmp_path, monkeypatch):
     monkeypatch.setattr(power, "POWERCAP", tmp_path / "absent")
     reason = power.meter_for("cpu")
-    assert reason.startswith(f"no {tmp_path / 'absent'} (no powercap") and "--cpu-watts W" in reason
+    assert reason.startswith(f"{tmp_path / 'absent'} does not exist (no powercap") and "--cpu-watts W" in reason
     log = power.PowerLog(power.meter_for("cpu", cpu_watts=65))
     with log:
         for _ in range(2):

@@ -102,7 +102,7 @@ def rapl_zones(root: Path | None = None) -> list[tuple[str, Path, float]] | str:
     """Each package's zone and its DRAM subzone (core and uncore lie inside the package), or why none."""
     root = root or POWERCAP
     if not root.is_dir():
-        return f"no {root} (no powercap: usual in a virtual machine or a container)"
+        return f"{root} does not exist (no powercap: usual in a virtual machine or a container)"
     zones, unreadable = [], []
     for zone in sorted(root.glob("intel-rapl:*")):
         try:
