@@ -15,7 +15,7 @@ from trainspeed.cli import main
 from trainspeed.energy import EnergyFigures
 from trainspeed.errors import ConfigError
 from trainspeed.machine import power
-from trainspeed.prices import costs, parse_prices, price_per_hour
+from trainspeed.prices import case_price_per_hour, costs, parse_prices, price_per_hour
 from trainspeed.reporting.comparison import compare
 from trainspeed.reporting.worth import case_costs, missing, system_chart, verdicts, worth_table
 
@@ -27,11 +27,9 @@ def test_a_wrapped_counter_counts_the_energy_across_the_wrap():
     assert energy.counter_delta(900.0, 50.0, 1000.0) == 150.0  # 100 to the wrap, 50 after it
 
 
-def test_power_samples_integrate_by_the_trapezoid_rule():
-    samples = [(0.0, 100.0), (1.0, 200.0), (2.0, 200.0)]
-    assert energy.integrate(samples, 0.0, 2.0) == pytest.approx(350.0)
-    assert energy.integrate(samples, 0.5, 1.5) == pytest.approx((150 + 200) / 2 * 0.5 + 200 * 0.5)
-    assert energy.integrate(samples, 2.0, 3.0) == pytest.approx(200.0)  # the last reading holds
+def test_power_between_two_readings_is_taken_to_change_linearly():
+    assert energy.trapezoid(0.0, 100.0, 2.0, 200.0) == pytest.approx(300.0)
+    assert energy.trapezoid(1.0, 50.0, 1.0, 80.0) == 0.0
 
 
 def test_figures_rest_on_the_steady_epochs_as_the_steady_time_does():
@@ -41,6 +39,13 @@ def test_figures_rest_on_the_steady_epochs_as_the_steady_time_does():
     assert figures.joules_per_image == pytest.approx(0.21) and figures.average_w == pytest.approx(105.0)
     assert figures.peak_w == 130.0 and figures.utilization == pytest.approx(0.7)
     assert figures.recipe_wh == pytest.approx(210.0 * 10 / 3600)
+    # Peak and utilization from the samples inside the steady epochs only.
+    spans = [(0.0, 0.5), (0.9, 1.5), (1.6, 2.5)]
+    inside = energy.figures([500.0, 200.0, 220.0], [5.0, 2.0, 2.0], 1000, trace, "RAPL package-0", epoch_spans=spans)
+    assert (inside.peak_w, inside.utilization) == (130.0, 0.9) and inside.trace == tuple(trace)
+    # Per epoch, the median over the steady epochs (as the steady time is); power, their sum over their time.
+    three = energy.figures([900.0, 100.0, 400.0, 130.0], [9.0, 1.0, 2.0, 1.0], 10, [], "x")
+    assert three.joules_per_epoch == 130.0 and three.average_w == pytest.approx(630.0 / 4.0)
     one = energy.figures([300.0], [3.0], 100, [], "x")
     assert (one.joules_per_epoch, one.average_w, one.peak_w, one.utilization) == (300.0, 100.0, None, None)
 
@@ -93,8 +98,16 @@ def test_bad_energy_and_price_flags_exit_2_with_one_line(capsys, tmp_path, flags
     assert not (tmp_path / "out").exists()
 
 
-def test_cost_is_the_price_times_the_devices_times_the_time():
-    paid = costs(2.49, 2, 36.0, 50_000 / 36.0)
+def test_a_case_is_priced_for_every_device_it_holds():
+    assert case_price_per_hour({"cuda:0": 2.0, "cuda:1": 3.0}, "cuda:0,1", 2) == 5.0
+    assert case_price_per_hour({"cuda": 1.8, "cuda:1": 3.0}, "cuda:0,1", 2) == pytest.approx(4.8)
+    assert case_price_per_hour({"cuda:0": 2.0}, "cuda:0,1", 2) is None  # cuda:1 has no price
+    assert case_price_per_hour({"cuda": 1.8}, "cuda", 4) == pytest.approx(7.2)
+    assert case_price_per_hour({"cpu": 0.36}, "cpu:2", 1) == 0.36
+
+
+def test_cost_is_the_price_times_the_time():
+    paid = costs(4.98, 36.0, 50_000 / 36.0)
     assert paid.per_hour == pytest.approx(4.98) and paid.per_epoch == pytest.approx(4.98 * 36 / 3600)
     assert paid.per_recipe == pytest.approx(10 * paid.per_epoch)
     assert paid.per_million_images == pytest.approx(paid.per_epoch * 1e6 / 50_000)
@@ -142,6 +155,22 @@ def test_a_powercap_log_counts_each_epoch_across_a_wrap(tmp_path, monkeypatch):
     assert log.epoch_j == pytest.approx([0.06, 0.22, 0.22])
     assert figures.joules_per_epoch == pytest.approx(0.22) and figures.average_w == pytest.approx(0.44)
     assert figures.source.startswith("RAPL package-0 + dram") and not figures.estimate
+
+
+def test_power_from_a_counter_needs_two_reads_a_sampling_interval_apart(tmp_path, monkeypatch):
+    # RAPL counts in steps of about a millisecond: two reads microseconds apart would give 0 W or thousands.
+    root = powercap(tmp_path, {"intel-rapl:0": ("package-0", 0)})
+    monkeypatch.setattr(power, "POWERCAP", root)
+    log = power.PowerLog(power.meter_for("cpu"))
+    log._read(sample=True)
+    set_counter(root, "intel-rapl:0", 1_000)
+    log._read(sample=True)
+    time.sleep(power.SAMPLE_INTERVAL_S)
+    set_counter(root, "intel-rapl:0", 1_000 + 5_000)
+    log._read(sample=True)
+    (t0, w0, _), (_, w1, _), (t2, w2, _) = log.trace
+    assert w0 is None and w1 is None
+    assert w2 == pytest.approx(0.006 / (t2 - t0), rel=0.05)  # from the first read: 6 mJ over its interval
 
 
 def test_without_powercap_the_cpu_says_why_or_takes_the_users_watts(tmp_path, monkeypatch):
@@ -241,11 +270,12 @@ def test_a_cuda_device_is_named_to_nvml_by_its_uuid(monkeypatch):
 
 def test_a_gpu_is_found_by_its_uuid_and_read_by_its_energy_counter(nvml):
     meter = power.meter_for("cuda:0", gpu=BOARD)
-    assert nvml.uuids == ["GPU-58ae-01"] and meter.source == "NVML energy counter (GPU board)"
+    assert nvml.uuids == [b"GPU-58ae-01"] and meter.source == "NVML energy counter (GPU board)"
     with power.PowerLog(meter) as log:
         for joules in (400, 300, 300):
             with log.epoch():
                 nvml.energy_mj += joules * 1000
+                log._read(sample=True)  # as the sampler does, inside the epoch
     figures = log.figures([2.0, 1.0, 1.0], 500)
     assert log.epoch_j == [400.0, 300.0, 300.0]
     assert figures.joules_per_epoch == 300.0 and figures.average_w == 300.0 and figures.joules_per_image == 0.6
@@ -265,6 +295,25 @@ def test_a_gpu_without_an_energy_counter_integrates_its_power_and_says_so(nvml):
     figures = log.figures([seconds, seconds], 10)
     assert figures.joules_per_epoch == pytest.approx(250.0 * seconds, rel=0.05)
     assert len(log.trace) >= 4  # the marks, and the sampler between them
+
+
+def test_a_board_that_refuses_power_or_utilization_still_counts_its_energy(nvml):
+    def refused(handle):
+        raise nvml.NVMLError_NotSupported("Not Supported")
+
+    nvml.nvmlDeviceGetUtilizationRates = refused
+    meter = power.meter_for("cuda:0", gpu=BOARD)
+    with power.PowerLog(meter) as log:
+        for _ in range(2):
+            with log.epoch():
+                nvml.energy_mj += 80_000
+        nvml.nvmlDeviceGetPowerUsage = refused  # power gone mid-case: the counter still counts
+        log._read(sample=True)
+    figures = log.figures([1.0, 1.0], 10)
+    assert figures.joules_per_epoch == 80.0 and figures.utilization is None
+    nvml.counter = False
+    assert power.meter_for("cuda:0", gpu=BOARD) == "NVML gives neither energy nor power for cuda:0 on this board"
+    assert power.meter_for("cuda:0", gpu=("nvidia", "MIG-1234")).startswith("a MIG slice has no energy")
 
 
 def test_a_gpu_that_disappears_leaves_the_reason_not_a_figure(nvml):
@@ -392,4 +441,4 @@ def test_a_run_records_each_cases_energy_and_its_report_gives_the_verdict(tmp_pa
     trainspeed.report(result, tmp_path / "report")
     report = (tmp_path / "report" / "report.md").read_text()
     assert "### Is it worth it?" in report and "at 0.36 EUR per hour it costs" in report
-    assert "prices: cpu 0.36 EUR/h" in report and "CPU power for the energy estimate: 50 W" in report
+    assert "prices: cpu 0.36 EUR/h" in report and "CPU power for an energy estimate: 50 W" in report

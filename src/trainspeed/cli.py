@@ -267,11 +267,10 @@ def _print_report(comparison, written: list[Path], console: Console) -> None:
         console.print(f"[yellow]{effect.sentence}[/]" if effect.costs_accuracy else f"[bold]{effect.sentence}[/]")
     from .reporting.worth import missing, verdicts
 
-    console.print("[bold]Is it worth it?[/]")
-    for sentence in verdicts(comparison):
-        console.print(f"  [bold]{escape(sentence)}[/]")
-    for line in missing(comparison):
-        console.print(f"  {escape(line)}")
+    worth = [f"  [bold]{escape(sentence)}[/]" for sentence in verdicts(comparison)]
+    worth += [f"  {escape(line)}" for line in missing(comparison)]
+    for line in ["[bold]Is it worth it?[/]", *worth] if worth else []:
+        console.print(line)
     for note in comparison.notes:  # what the comparison left out or merged, and why
         console.print(f"[yellow]note:[/] {escape(note)}")
     if written:

@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass, field, fields
 
 from .errors import ConfigError
+from .prices import is_device
 
 DEFAULT_MODELS = ("ann", "cnn")
 # Their meaning, and where each runs, is in precision.py; this module stays free of torch.
@@ -89,8 +90,8 @@ class RunConfig:
         if self.cpu_watts is not None and not (math.isfinite(self.cpu_watts) and self.cpu_watts > 0):
             raise ConfigError(f"--cpu-watts must be the CPU's power in watts, more than 0, got {self.cpu_watts}")
         if not isinstance(self.prices, dict) or not all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
-                for v in self.prices.values()):
+                is_device(k) and isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                and v >= 0 for k, v in self.prices.items()):
             raise ConfigError(f"prices must map devices to prices per hour, e.g. {{'cpu': 0.05, 'cuda': 2.49}}; "
                               f"got {self.prices!r}")
         if self.time_budget_s is not None and not math.isfinite(self.time_budget_s):

@@ -132,52 +132,52 @@ def measure_rank_repeat(config: RunConfig, key: CaseKey, repeat: int, data: Data
     # Each GPU is read by its own rank; a CPU, shared by the ranks on its machine, by the first of them.
     reads = device.type == "cuda" or int(os.environ.get("LOCAL_RANK", "0")) == 0
     meter = power.PowerLog(meter_for(device, config.cpu_watts) if reads else "")
-    meter.__enter__()  # its sampler is a daemon thread: a rank that fails takes it down with it
-    for epoch in range(1, config.epochs + 1):
-        progress.start_epoch(f"{label}: epoch {epoch}/{config.epochs}", steps)
-        order = torch.randperm(count, generator=generator).to(device)
-        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-        correct = torch.zeros((), dtype=torch.float64, device=device)
-        network.train()
-        dist.barrier()
-        devices.synchronize(device)
-        clock.seconds()  # forget the barrier's and the last epoch's
-        meter.epoch_started()
-        started = time.perf_counter()
-        next_report = started + REPORT_SECONDS
-        for step in range(steps):
-            faults.at_training_step(work.model, rank)
-            batch_index = order[step * batch:(step + 1) * batch]
-            low, high = shard(len(batch_index), world, rank)
-            # An empty slice still steps, on one image with zero weight: DDP needs every rank's gradients.
-            mine = batch_index[low:high] if high > low else batch_index[:1]
-            weight = loss_weight(high - low, len(batch_index), world)
-            optimizer.zero_grad(set_to_none=True)
-            logits, loss = forward(trained, on_device.train_images[mine], on_device.train_labels[mine], work.precision)
-            (loss * weight).backward()
-            optimizer.step()
-            with torch.no_grad():
-                loss_sum += loss.detach().double() * (high - low)
-                correct += (logits.argmax(-1) == on_device.train_labels[mine]).sum().double() if high > low else 0
-            if first_step_s is None:
-                devices.synchronize(device)
-                first_step_s = time.perf_counter() - started
-            if rank == 0 and (step + 1 == steps or time.perf_counter() >= next_report):
-                seen = min((step + 1) * batch, count) / world  # its own share, roughly: no waiting on others
-                progress.update(step + 1, steps, loss_sum.item() / max(seen, 1), correct.item() / max(seen, 1))
-                next_report = time.perf_counter() + REPORT_SECONDS
-        devices.synchronize(device)
-        own = time.perf_counter() - started
-        meter.epoch_ended()
-        reduced = clock.seconds()
-        ranks_s = _gathered(own, device)
-        sums = torch.stack((loss_sum, correct))
-        dist.all_reduce(sums)
-        epoch_s.append(max(ranks_s))  # the job is as fast as its slowest rank
-        own_s.append(ranks_s)
-        allreduce_s.append(_gathered(reduced, device))
-        history.append(EpochRecord(epoch, epoch_s[-1], sums[0].item() / count, sums[1].item() / count))
-    meter.__exit__(None, None, None)
+    with meter:
+        for epoch in range(1, config.epochs + 1):
+            progress.start_epoch(f"{label}: epoch {epoch}/{config.epochs}", steps)
+            order = torch.randperm(count, generator=generator).to(device)
+            loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+            correct = torch.zeros((), dtype=torch.float64, device=device)
+            network.train()
+            dist.barrier()
+            devices.synchronize(device)
+            clock.seconds()  # forget the barrier's and the last epoch's
+            meter.epoch_started()
+            started = time.perf_counter()
+            next_report = started + REPORT_SECONDS
+            for step in range(steps):
+                faults.at_training_step(work.model, rank)
+                batch_index = order[step * batch:(step + 1) * batch]
+                low, high = shard(len(batch_index), world, rank)
+                # An empty slice still steps, on one image with zero weight: DDP needs every rank's gradients.
+                mine = batch_index[low:high] if high > low else batch_index[:1]
+                weight = loss_weight(high - low, len(batch_index), world)
+                optimizer.zero_grad(set_to_none=True)
+                logits, loss = forward(trained, on_device.train_images[mine], on_device.train_labels[mine],
+                                       work.precision)
+                (loss * weight).backward()
+                optimizer.step()
+                with torch.no_grad():
+                    loss_sum += loss.detach().double() * (high - low)
+                    correct += (logits.argmax(-1) == on_device.train_labels[mine]).sum().double() if high > low else 0
+                if first_step_s is None:
+                    devices.synchronize(device)
+                    first_step_s = time.perf_counter() - started
+                if rank == 0 and (step + 1 == steps or time.perf_counter() >= next_report):
+                    seen = min((step + 1) * batch, count) / world  # its own share, roughly: no waiting on others
+                    progress.update(step + 1, steps, loss_sum.item() / max(seen, 1), correct.item() / max(seen, 1))
+                    next_report = time.perf_counter() + REPORT_SECONDS
+            devices.synchronize(device)
+            own = time.perf_counter() - started
+            reduced = clock.seconds()
+            ranks_s = _gathered(own, device)
+            meter.epoch_ended()  # after the gather: the job's epoch, a fast device's wait for the slowest included
+            sums = torch.stack((loss_sum, correct))
+            dist.all_reduce(sums)
+            epoch_s.append(max(ranks_s))  # the job is as fast as its slowest rank
+            own_s.append(ranks_s)
+            allreduce_s.append(_gathered(reduced, device))
+            history.append(EpochRecord(epoch, epoch_s[-1], sums[0].item() / count, sums[1].item() / count))
     energy = _group_energy(meter, reads, epoch_s, count, device, world)
     if rank != 0:
         return None
@@ -204,9 +204,14 @@ def _group_energy(meter: power.PowerLog, reads: bool, epoch_s: list[float], imag
         reason = failed[2] or "the meter gave no reading for an epoch"
         return EnergyFigures(not_measured=reason if len(readers) == 1 else f"rank {failed[0]}: {reason}")
     summed = [sum(entry[1][epoch] for entry in readers) for epoch in range(len(epoch_s))]
+    estimate = any(entry[4] for entry in readers)
+    if len(readers) == 1:
+        return figures(summed, epoch_s, images, [] if estimate else meter.trace, readers[0][3], estimate,
+                       meter.epoch_spans)
+    # Several devices: their sum has no one trace, peak or utilization (rank 0's would pass for the job's).
     whose = "GPUs" if device.type == "cuda" else "machines"
-    source = readers[0][3] + (f", summed over {len(readers)} {whose}" if len(readers) > 1 else "")
-    return figures(summed, epoch_s, images, [] if readers[0][4] else meter.trace, source, readers[0][4])
+    sources = " + ".join(dict.fromkeys(entry[3] for entry in readers))
+    return figures(summed, epoch_s, images, [], f"{sources}, summed over {len(readers)} {whose}", estimate)
 
 
 def _rank_zero_measurement(key, repeat, spec, on_device, device, cost, timer, history, epoch_s, own_s,

@@ -46,24 +46,9 @@ def counter_delta(before: float, after: float, counter_range: float) -> float:
     return after - before if after >= before else after + counter_range - before
 
 
-def integrate(samples: Sequence[tuple[float, float]], start: float, end: float) -> float:
-    """Joules between `start` and `end` from (time, watts) samples, by the trapezoid rule; the
-    first and last readings hold to the ends of the span."""
-    points = sorted(samples)
-    if not points:
-        raise ValueError("no power samples to integrate")
-    joules = 0.0
-    for (t0, w0), (t1, w1) in zip(points, points[1:], strict=False):
-        low, high = max(t0, start), min(t1, end)
-        if high <= low:
-            continue
-        slope = (w1 - w0) / (t1 - t0) if t1 > t0 else 0.0
-        joules += ((w0 + slope * (low - t0)) + (w0 + slope * (high - t0))) / 2 * (high - low)
-    if start < points[0][0]:
-        joules += points[0][1] * (min(points[0][0], end) - start)
-    if end > points[-1][0]:
-        joules += points[-1][1] * (end - max(points[-1][0], start))
-    return joules
+def trapezoid(t0: float, w0: float, t1: float, w1: float) -> float:
+    """Joules between two power readings, the power taken to change linearly between them."""
+    return (w0 + w1) / 2 * (t1 - t0)
 
 
 def steady_epochs(count: int) -> range:
@@ -72,15 +57,20 @@ def steady_epochs(count: int) -> range:
 
 
 def figures(epoch_j: Sequence[float], epoch_s: Sequence[float], images_per_epoch: int, trace: Sequence[Sample],
-            source: str, estimate: bool = False) -> EnergyFigures:
-    """A repeat's energy figures from each timed epoch's joules and seconds."""
+            source: str, estimate: bool = False,
+            epoch_spans: Sequence[tuple[float, float]] = ()) -> EnergyFigures:
+    """A repeat's energy figures from each timed epoch's joules and seconds: per epoch the median
+    over the steady epochs, as the steady time is; average power their joules over their seconds;
+    peak power and utilization from the samples inside them (`epoch_spans`, in the trace's time)."""
     steady = steady_epochs(len(epoch_j))
-    joules = sum(epoch_j[i] for i in steady) / len(steady)
-    seconds = sum(epoch_s[i] for i in steady) / len(steady)
-    watts = [w for _, w, _ in trace if w is not None]
-    busy = [u for _, _, u in trace if u is not None]
+    joules = statistics.median(epoch_j[i] for i in steady)
+    spans = [epoch_spans[i] for i in steady] if len(epoch_spans) == len(epoch_j) else []
+    inside = [sample for sample in trace if any(low <= sample[0] <= high for low, high in spans)] if spans else trace
+    watts = [w for _, w, _ in inside if w is not None]
+    busy = [u for _, _, u in inside if u is not None]
     return EnergyFigures(source=source, estimate=estimate, joules_per_epoch=joules,
-                         joules_per_image=joules / images_per_epoch, average_w=joules / seconds,
+                         joules_per_image=joules / images_per_epoch,
+                         average_w=sum(epoch_j[i] for i in steady) / sum(epoch_s[i] for i in steady),
                          peak_w=max(watts) if watts else None, utilization=statistics.fmean(busy) if busy else None,
                          trace=thinned(trace))
 

@@ -25,7 +25,7 @@ def parse_prices(text: str) -> dict[str, float]:
             raise ConfigError(f"--price: {part!r} is not DEVICE=PRICE; write e.g. --price cpu=0.05,cuda=2.49 "
                               "(money per hour per device)")
         if not _DEVICE.match(device):
-            raise ConfigError(f"--price: {device!r} is not a device; name cpu, cuda, cuda:N or mps, "
+            raise ConfigError(f"--price: {device!r} is not a device; name cpu, cuda, cuda:N, mps or xpu, "
                               "e.g. --price cpu=0.05,cuda=2.49")
         try:
             value = float(amount)
@@ -50,9 +50,25 @@ def price_per_hour(prices: dict[str, float], device: str) -> float | None:
     return prices.get(kind)
 
 
+def is_device(name: str) -> bool:
+    return bool(_DEVICE.match(name))
+
+
+def case_price_per_hour(prices: dict[str, float], device: str, devices: int) -> float | None:
+    """All of a case's devices per hour: a GPU group ('cuda:0,1') by each GPU's own price where one
+    is given, else its kind's; anything else its price times `devices`. None if one is unpriced."""
+    kind, _, numbers = device.partition(":")
+    members = numbers.split(",") if kind == "cuda" and "," in numbers else []
+    if len(members) == devices:
+        each = [price_per_hour(prices, f"cuda:{number}") for number in members]
+        return None if None in each else sum(each)
+    one = price_per_hour(prices, device)
+    return None if one is None else one * devices
+
+
 @dataclass(frozen=True)
 class Costs:
-    """What training a case costs at the prices given, for `devices` devices at `per_hour` each."""
+    """What training a case costs at the prices given."""
 
     per_hour: float  # for all the case's devices
     per_epoch: float
@@ -60,8 +76,8 @@ class Costs:
     per_million_images: float
 
 
-def costs(per_device_hour: float, devices: int, steady_epoch_s: float, images_per_s: float) -> Costs:
-    per_hour = per_device_hour * devices
+def costs(per_hour: float, steady_epoch_s: float, images_per_s: float) -> Costs:
+    """What `per_hour` (all the case's devices) comes to over an epoch, the recipe, a million images."""
     per_epoch = per_hour * steady_epoch_s / 3600
     return Costs(per_hour=per_hour, per_epoch=per_epoch, per_recipe=per_epoch * RECIPE_EPOCHS,
                  per_million_images=per_hour * 1e6 / images_per_s / 3600)

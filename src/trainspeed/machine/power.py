@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..energy import EnergyFigures, Sample, counter_delta, figures, integrate
+from ..energy import EnergyFigures, Sample, counter_delta, figures, trapezoid
 
 POWERCAP = Path("/sys/class/powercap")
 # Fast enough for sub-second epochs and to see every RAPL wrap (minutes apart at the least);
@@ -43,23 +43,45 @@ class Meter:
 
 
 class NvmlMeter(Meter):
+    """A board through NVML: energy in millijoules, power in milliwatts. Power and utilization are
+    extras where the counter is there: a board that refuses them (vGPU, some GeForce) still counts."""
+
     def __init__(self, nvml, handle) -> None:
         self.nvml, self.handle = nvml, handle
-        self.source = "NVML energy counter (GPU board)"
-        try:
-            nvml.nvmlDeviceGetTotalEnergyConsumption(handle)
-        except nvml.NVMLError_NotSupported:
-            self.has_counter = False
-            self.source = "NVML power, integrated (this GPU has no energy counter)"
+
+        def answers(call) -> bool:
+            try:
+                call(handle)
+                return True
+            except nvml.NVMLError:  # NotSupported, FunctionNotFound (an old driver), ...
+                return False
+
+        self.has_counter = answers(nvml.nvmlDeviceGetTotalEnergyConsumption)
+        self.has_power = answers(nvml.nvmlDeviceGetPowerUsage)
+        self.has_utilization = answers(nvml.nvmlDeviceGetUtilizationRates)
+        self.source = ("NVML energy counter (GPU board)" if self.has_counter
+                       else "NVML power, integrated (this GPU has no energy counter)")
 
     def energy_j(self) -> float | None:
         return self.nvml.nvmlDeviceGetTotalEnergyConsumption(self.handle) / 1e3 if self.has_counter else None
 
     def power_w(self) -> float | None:
-        return self.nvml.nvmlDeviceGetPowerUsage(self.handle) / 1e3
+        if not self.has_power:
+            return None
+        try:
+            return self.nvml.nvmlDeviceGetPowerUsage(self.handle) / 1e3
+        except self.nvml.NVMLError:
+            if not self.has_counter:
+                raise  # the energy rests on it
+            return None
 
     def utilization(self) -> float | None:
-        return self.nvml.nvmlDeviceGetUtilizationRates(self.handle).gpu / 100
+        if not self.has_utilization:
+            return None
+        try:
+            return self.nvml.nvmlDeviceGetUtilizationRates(self.handle).gpu / 100
+        except self.nvml.NVMLError:
+            return None
 
 
 class RaplMeter(Meter):
@@ -130,15 +152,21 @@ def rapl_zones(root: Path | None = None) -> list[tuple[str, Path, float]] | str:
 
 
 def _nvml_meter(device: str, uuid: str) -> Meter | str:
+    if uuid.startswith("MIG-"):
+        return "a MIG slice has no energy or power reading of its own (NVML reads the whole GPU)"
     try:
         import pynvml
     except ImportError:
         return f"nvidia-ml-py is not installed: {NVML_EXTRA}"
     try:
         pynvml.nvmlInit()
-        return NvmlMeter(pynvml, pynvml.nvmlDeviceGetHandleByUUID(uuid))
-    except pynvml.NVMLError as error:
-        return f"NVML did not answer for {device} ({error})"
+        # Bytes: older pynvml copies (the `pynvml` package) take no str here.
+        meter = NvmlMeter(pynvml, pynvml.nvmlDeviceGetHandleByUUID(uuid.encode()))
+    except Exception as error:  # noqa: BLE001 - NVMLError, or an old pynvml's own errors: a reason, not a crash
+        return f"NVML did not answer for {device} ({type(error).__name__}: {error})"
+    if not (meter.has_counter or meter.has_power):
+        return f"NVML gives neither energy nor power for {device} on this board"
+    return meter
 
 
 def meter_for(device: str, cpu_watts: float | None = None, gpu: tuple[str, str | None] | None = None) -> Meter | str:
@@ -163,27 +191,29 @@ def meter_for(device: str, cpu_watts: float | None = None, gpu: tuple[str, str |
 
 
 class PowerLog:
-    """Reads a meter at each timed epoch's ends (`epoch()`, around the timer: after it has
-    synchronized the device) and in a background thread every SAMPLE_INTERVAL_S, for power,
-    utilization and RAPL's wrap-around. A read that fails ends the log with the reason."""
+    """Reads a meter at each timed epoch's ends (`epoch()`, or `epoch_started` and `epoch_ended`
+    around the timer, the device idle) and in a background thread every SAMPLE_INTERVAL_S, for
+    power, utilization and RAPL's wrap-around. A read that fails ends the log with the reason."""
 
     def __init__(self, meter: Meter | str) -> None:
         self.meter = meter if isinstance(meter, Meter) else None
         self.reason = meter if isinstance(meter, str) else None
         self.trace: list[Sample] = []
         self.epoch_j: list[float] = []
-        self._power: list[tuple[float, float]] = []  # (time, watts) for a meter without a counter
+        self.epoch_spans: list[tuple[float, float]] = []  # each epoch's marks, in the trace's seconds
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._origin = time.perf_counter()
-        self._last: tuple[float, float] | None = None  # (time, joules) of the last counter read
         self._lock = threading.Lock()  # the sampler and the epoch marks both read
-        self._epoch_from: float | None = None
+        self._epoch_from: tuple[float, float] | None = None  # (seconds, joules) at the epoch's start
+        self._last_counter: tuple[float, float] | None = None  # (seconds, joules): power between counter reads
+        self._last_power: tuple[float, float] | None = None  # (seconds, watts): a meter without a counter
+        self._integrated_j = 0.0
 
     def __enter__(self) -> PowerLog:
         if self.meter is not None:
             self._origin = time.perf_counter()
-            self._read()
+            self._read(sample=True)
             self._thread = threading.Thread(target=self._sample, name="trainspeed-power", daemon=True)
             self._thread.start()
         return self
@@ -191,49 +221,61 @@ class PowerLog:
     def __exit__(self, *exc) -> None:
         self._stop.set()
         if self._thread is not None:
-            self._thread.join()
+            self._thread.join(timeout=5)  # a read hung in the driver must not hang the case
 
     def _fail(self, error: BaseException) -> None:
         if self.reason is None:
             self.reason = f"the meter stopped answering during the case ({type(error).__name__}: {error})"
         self.meter = None
 
-    def _read(self) -> float | None:
-        """Read the meter once: a trace sample, and the cumulative joules now."""
+    def _read(self, sample: bool) -> tuple[float, float] | None:
+        """Read the meter: (seconds, cumulative joules) now. A sample also reads power and utilization
+        into the trace; an epoch's mark reads only what its energy needs, to keep the window tight."""
         with self._lock:
-            return self._read_locked()
+            meter = self.meter
+            if meter is None:
+                return None
+            try:
+                now = time.perf_counter() - self._origin
+                joules = meter.energy_j() if meter.has_counter else None
+                watts = meter.power_w() if sample or not meter.has_counter else None
+                busy = meter.utilization() if sample else None
+            except Exception as error:  # noqa: BLE001 - NVMLError_GpuIsLost, an unreadable file: the log ends
+                self._fail(error)
+                return None
+            if not meter.has_counter and watts is not None:
+                if self._last_power is not None:
+                    self._integrated_j += trapezoid(*self._last_power, now, watts)
+                self._last_power = (now, watts)
+                joules = self._integrated_j
+            if sample:
+                if watts is None and joules is not None:
+                    watts = self._counter_power(now, joules)
+                self.trace.append((round(now, 3), watts, busy))
+            return None if joules is None else (now, joules)
 
-    def _read_locked(self) -> float | None:
-        meter = self.meter
-        if meter is None:
+    def _counter_power(self, now: float, joules: float) -> float | None:
+        """Power from two counter reads at least a sampling interval apart: RAPL counts in steps of
+        about a millisecond, so two reads microseconds apart would give 0 W or thousands."""
+        last = self._last_counter
+        if last is None or now - last[0] >= SAMPLE_INTERVAL_S / 2:
+            self._last_counter = (now, joules)
+        if last is None or now - last[0] < SAMPLE_INTERVAL_S / 2:
             return None
-        try:
-            now = time.perf_counter() - self._origin
-            joules, watts, busy = meter.energy_j(), meter.power_w(), meter.utilization()
-        except Exception as error:  # noqa: BLE001 - NVMLError_GpuIsLost, an unreadable file: the log ends
-            self._fail(error)
-            return None
-        if watts is None and joules is not None and self._last is not None and now > self._last[0]:
-            watts = (joules - self._last[1]) / (now - self._last[0])
-        if joules is not None:
-            self._last = (now, joules)
-        if watts is not None and not meter.has_counter:
-            self._power.append((now, watts))
-            joules = integrate(self._power, 0.0, now)
-        self.trace.append((round(now, 3), watts, busy))
-        return joules
+        return (joules - last[1]) / (now - last[0])
 
     def _sample(self) -> None:
         while not self._stop.wait(SAMPLE_INTERVAL_S) and self.meter is not None:
-            self._read()
+            self._read(sample=True)
 
     def epoch_started(self) -> None:
-        self._epoch_from = self._read()
+        self._epoch_from = self._read(sample=False)
 
     def epoch_ended(self) -> None:
-        after = self._read()
+        after = self._read(sample=False)
         if self._epoch_from is not None and after is not None:
-            self.epoch_j.append(after - self._epoch_from)
+            self.epoch_j.append(after[1] - self._epoch_from[1])
+            self.epoch_spans.append((round(self._epoch_from[0], 3), round(after[0], 3)))  # as the trace's times
 
     @contextmanager
     def epoch(self) -> Iterator[None]:
@@ -244,9 +286,9 @@ class PowerLog:
     def figures(self, epoch_s: list[float], images_per_epoch: int) -> EnergyFigures:
         if self.meter is None or len(self.epoch_j) != len(epoch_s) or not epoch_s:
             return EnergyFigures(not_measured=self.reason or "the meter gave no reading for an epoch")
-        # An estimate is the given power times the timer's own epochs, not the marks around them.
         return figures(self.estimated(epoch_s) or self.epoch_j, epoch_s, images_per_epoch,
-                       [] if self.meter.estimate else self.trace, self.meter.source, self.meter.estimate)
+                       [] if self.meter.estimate else self.trace, self.meter.source, self.meter.estimate,
+                       self.epoch_spans)
 
     def estimated(self, epoch_s: list[float]) -> list[float] | None:
         """An estimate's joules: the given power times the timer's own epochs, not the marks around them."""

@@ -245,11 +245,11 @@ def build_blocks(comparison: Comparison, out_dir: Path) -> list[Block]:
         blocks += [Paragraph("Not comparable (no counterpart with the same model, data set, image shape, image counts, "
                              "batch size and precision; image counts alone are compared per image):"),
                    Bullets(comparison.not_comparable)]
-    blocks.append(Heading("Is it worth it?", 3))
-    blocks += [Paragraph(sentence, "headline") for sentence in verdicts(comparison)]
-    blocks += [Paragraph(line) for line in missing(comparison)]
-    if worth := worth_table(comparison, _lead, _lead_headers(comparison)):
-        blocks += [worth, Paragraph(WORTH_EXPLAINED)]
+    worth = ([Paragraph(sentence, "headline") for sentence in verdicts(comparison)]
+             + [Paragraph(line) for line in missing(comparison)])
+    if table := worth_table(comparison, _lead, _lead_headers(comparison)):
+        worth += [table, Paragraph(WORTH_EXPLAINED)]
+    blocks += [Heading("Is it worth it?", 3), *worth] if worth else []
     for pivot in pivots(comparison):
         rows = [[label] + [f"{v:.2f} s" if v is not None else "-" for v in (values.get(c) for c in pivot.columns)]
                 for label, values in pivot.rows]

@@ -48,7 +48,7 @@ def chart_blocks(comparison: Comparison, found, data, out_dir: Path) -> list[Ima
     if path:
         images.append(Image(path, "power and GPU utilization while training",
                             "What each device drew over its timed epochs, sampled every 0.1 s (NVML for a GPU, RAPL "
-                            "for a CPU; an estimate is flat at the watts given), and how busy each GPU was."))
+                            "for a CPU; estimates are not drawn), and how busy each GPU was."))
     path = charts.throughput_chart(comparison, found, out_dir / "throughput_by_batch.png")
     if path:
         images.append(Image(path, "images per second by batch size",

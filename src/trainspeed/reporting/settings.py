@@ -48,7 +48,8 @@ def run_settings(result: RunResult) -> list[str]:
     if config.get("prices"):
         lines.append(f"prices: {_prices(config)}")
     if config.get("cpu_watts"):
-        lines.append(f"CPU power for the energy estimate: {config['cpu_watts']:g} W (given with --cpu-watts)")
+        lines.append(f"CPU power for an energy estimate: {config['cpu_watts']:g} W (--cpu-watts; used only where "
+                     "RAPL could not be read)")
     if data:
         lines.insert(1, f"data: {data.name} ({data.train_images:,} training and {data.test_images:,} test images, "
                         f"from {data.source})")

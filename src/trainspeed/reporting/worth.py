@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..data_parallel import devices_in
 from ..energy import RECIPE_EPOCHS
-from ..prices import Costs, costs, price_per_hour
+from ..prices import Costs, case_price_per_hour, costs
 from ..results import CaseResult, RunResult
 from . import charts
 from .answering import subject
@@ -39,11 +39,12 @@ def currency(comparison: Comparison, column: str) -> str:
 
 def case_costs(comparison: Comparison, column: str, case: CaseResult) -> Costs | None:
     """What the case costs at its run's prices; None where no price was given or nothing was timed."""
-    per_device = price_per_hour(_run(comparison, column).config.get("prices") or {}, case.device)
-    if per_device is None or not (case.ok and case.steady_epoch_s and case.images_per_s):
-        return None
     nodes = case.parallel.nodes if case.parallel else 1
-    return costs(per_device, devices_in(case.device, case.world_size, nodes), case.steady_epoch_s, case.images_per_s)
+    per_hour = case_price_per_hour(_run(comparison, column).config.get("prices") or {}, case.device,
+                                   devices_in(case.device, case.world_size, nodes))
+    if per_hour is None or not (case.ok and case.steady_epoch_s and case.images_per_s):
+        return None
+    return costs(per_hour, case.steady_epoch_s, case.images_per_s)
 
 
 def _joules(case: CaseResult, per_image: bool) -> float | None:
@@ -118,8 +119,8 @@ def _alone(comparison: Comparison, key, column: str) -> str | None:
 
 def verdicts(comparison: Comparison) -> list[str]:
     """One sentence per device against the baseline, e.g. 'The NVIDIA H100 trains the cnn 9.4x faster
-    than the CPU (26.1 s saved per epoch), uses 3.1x less energy per epoch (120 J vs 372 J), and costs
-    2.2x less per epoch (0.0011 vs 0.0024 USD) at the prices given.'"""
+    than the CPU (33.6 s saved per epoch), uses 3.1x less energy per epoch (1.2 kJ vs 3.76 kJ), and
+    costs 1.89x less per epoch (0.00277 USD vs 0.00522 USD) at the prices given.'"""
     sentences = []
     for key, cells in comparison.rows.items():
         base = cells.get(comparison.baseline or "")
@@ -146,7 +147,8 @@ def missing(comparison: Comparison) -> list[str]:
             unpriced.append(comparison.short(column))
     if unpriced:
         lines.append(f"No price for {' or '.join(unpriced)}, so no cost: give {PRICE_ADVICE}.")
-    units = {currency(comparison, column) for column in comparison.columns}
+    units = {currency(comparison, column) for column in comparison.columns
+             if _run(comparison, column).config.get("prices")}
     if len(units) > 1:
         lines.append(f"The prices are in different currencies ({', '.join(sorted(u or 'none named' for u in units))}): "
                      "their costs are not weighed against each other; give --price and --currency to compare")
