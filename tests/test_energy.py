@@ -79,7 +79,7 @@ def test_prices_parse_as_devices_and_kinds():
 @pytest.mark.parametrize("text, message", [
     ("cpu", "is not DEVICE=PRICE"), ("cpu=", "is not DEVICE=PRICE"), ("gpu=1", "'gpu' is not a device"),
     ("cpu=abc", "'abc' for cpu is not a number"), ("cpu=-1", "0 or more"), ("cpu=nan", "0 or more"),
-    ("cpu=1,cpu=2", "priced twice"), (" , ", "no price given"),
+    ("cpu=1,cpu=2", "priced twice"), (" , ", "no price given"), ("cpu:0=1", "'cpu:0' is not a device"),
 ])
 def test_bad_prices_are_one_line_errors(text, message):
     with pytest.raises(ConfigError, match=message) as raised:
@@ -90,6 +90,8 @@ def test_bad_prices_are_one_line_errors(text, message):
 @pytest.mark.parametrize("flags, message", [
     (["--price", "cuda=two"], "trainspeed: error: --price: 'two' for cuda is not a number"),
     (["--cpu-watts", "-5"], "trainspeed: error: --cpu-watts must be the CPU's power in watts"),
+    (["--price", "cpu=1", "--currency", "US\nD"], "trainspeed: error: --currency must be a short name"),
+    (["--price", "cpu=1", "--price", "cpu=2"], "trainspeed: error: --price: cpu is priced twice"),
 ])
 def test_bad_energy_and_price_flags_exit_2_with_one_line(capsys, tmp_path, flags, message):
     code = main(["run", "--dataset", "synthetic", "--limit", "64", "--out", str(tmp_path / "out"), *flags])
@@ -413,7 +415,7 @@ def test_compare_weighs_machines_at_each_ones_prices_or_at_those_given(tmp_path,
     for name, result in (("laptop", laptop), ("server", server)):
         result.write(tmp_path / name / "results.json")
     code = main(["compare", str(tmp_path / "laptop"), str(tmp_path / "server"), "--baseline", "laptop:cpu",
-                 "--price", "cpu=0.1,cuda=0.4", "--out", str(tmp_path / "report")])
+                 "--price", "cpu=0.1,cuda=0.4", "--currency", "USD", "--out", str(tmp_path / "report")])
     out = capsys.readouterr().out
     assert code == 0 and "lessperepoch(0.000444USDvs0.00100USD)atthepricesgiven" in "".join(out.split())
     assert "Is it worth it?" in (tmp_path / "report" / "report.md").read_text()
@@ -442,3 +444,40 @@ def test_a_run_records_each_cases_energy_and_its_report_gives_the_verdict(tmp_pa
     report = (tmp_path / "report" / "report.md").read_text()
     assert "### Is it worth it?" in report and "at 0.36 EUR per hour it costs" in report
     assert "prices: cpu 0.36 EUR/h" in report and "CPU power for an energy estimate: 50 W" in report
+
+
+def test_prices_given_twice_add_up_and_a_currency_alone_is_refused(tmp_path, capsys):
+    result = priced(seeds_with_energy(), {"cpu": 0.5}, "USD")
+    result.write(tmp_path / "run" / "results.json")
+    code = main(["report", str(tmp_path / "run"), "--out", str(tmp_path / "a"), "--price", "cpu=1", "--price",
+                 "cuda=2"])
+    assert code == 0 and "prices: cpu 1/h, cuda 2/h" in (tmp_path / "a" / "report.md").read_text()
+    capsys.readouterr()
+    # A currency alone would put a new name on amounts given in another.
+    assert main(["report", str(tmp_path / "run"), "--out", str(tmp_path / "b"), "--currency", "EUR"]) == 2
+    assert capsys.readouterr().err == ("trainspeed: error: --currency names the unit of --price: give the prices "
+                                       "too, e.g. --price cpu=0.05,cuda=2.49 --currency USD\n")
+
+
+@pytest.mark.parametrize("config, message", [
+    ({"prices": {"cpu": "abc"}}, "config: prices must map devices to prices per hour"),
+    ({"prices": "cpu=1"}, "config: prices must map devices"),
+    ({"cpu_watts": "50"}, "config: --cpu-watts must be the CPU's power in watts, more than 0, got '50'"),
+])
+def test_a_results_file_with_bad_energy_settings_is_a_one_line_error(tmp_path, capsys, config, message):
+    result = seeds_with_energy()
+    result.config.update(config)
+    result.write(tmp_path / "run" / "results.json")
+    assert main(["report", str(tmp_path / "run"), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err
+
+
+def test_data_parallel_cases_and_batch_sweeps_are_named_in_the_verdict():
+    one = fx.case("cnn", "cpu", 30.0, world_size=1, backend="gloo")
+    two = fx.case("cnn", "cpu:2", 20.0, world_size=2, backend="gloo")
+    other = fx.case("cnn", "cpu", 10.0, batch=256)
+    comparison = compare([(None, priced(fx.run_result([one, two, other], gpus=False), {"cpu": 0.36}))])
+    assert [s.split(" in ")[0] for s in verdicts(comparison)] == [
+        "The CPU trains the cnn at batch 32 as 1 rank (gloo)",
+        f"The {fx.CPU_NAME} trains the cnn at batch 32 as 2 ranks (gloo)", "The CPU trains the cnn at batch 256"]

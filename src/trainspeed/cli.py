@@ -159,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _worth_flags(command: argparse.ArgumentParser, again: bool = False) -> None:
     instead = " (instead of those the run was given)" if again else ""
-    command.add_argument("--price", default=None, metavar="DEVICE=PRICE,...",
+    command.add_argument("--price", action="append", default=None, metavar="DEVICE=PRICE,...",
                          help="money per hour per device or kind, e.g. cpu=0.05,cuda=2.49: cost per epoch, per 10 "
                               f"epochs and per million images, and the verdict{instead}")
     command.add_argument("--currency", default=None, help=f"what the prices are in, e.g. USD or EUR{instead}")
@@ -167,14 +167,17 @@ def _worth_flags(command: argparse.ArgumentParser, again: bool = False) -> None:
 
 def _with_prices(labelled, args: argparse.Namespace):
     """Results with the prices given to report or compare in place of their own."""
+    from .errors import ConfigError
     from .prices import parse_prices
 
-    prices = parse_prices(args.price) if args.price is not None else None
-    for _, result in labelled:
-        if prices is not None:
-            result.config["prices"] = prices
-        if args.currency is not None:
-            result.config["currency"] = args.currency
+    if args.price is None:
+        if args.currency is not None:  # a currency alone would put a new name on the old amounts
+            raise ConfigError("--currency names the unit of --price: give the prices too, e.g. "
+                              "--price cpu=0.05,cuda=2.49 --currency USD")
+        return labelled
+    prices = parse_prices(",".join(args.price))
+    for _, result in labelled:  # one set of prices, in one currency, for every file
+        result.config.update(prices=prices, currency=args.currency or "")
     return labelled
 
 
@@ -203,7 +206,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         time_budget_s=args.time_budget_s, find_max_batch=args.find_max_batch, isolate=args.isolate,
         synthetic_shape=args.synthetic_shape, out=args.out, inference=args.inference, save_models=args.save_models,
         data_parallel=args.data_parallel, per_device_batch=args.per_device_batch, dist_timeout_s=args.dist_timeout_s,
-        cpu_watts=args.cpu_watts, prices=parse_prices(args.price) if args.price is not None else {},
+        cpu_watts=args.cpu_watts, prices=parse_prices(",".join(args.price)) if args.price is not None else {},
         currency=args.currency or "",
     )
     if args.resume:

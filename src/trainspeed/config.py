@@ -19,6 +19,21 @@ DEFAULT_ENGINE = "trainspeed"
 MAX_SEED = 2**32 - 1
 
 
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def worth_settings_problem(prices, cpu_watts, currency) -> str | None:
+    """What is wrong with the energy and money settings, in a run's config or a results file's."""
+    if cpu_watts is not None and not (_number(cpu_watts) and cpu_watts > 0):
+        return f"--cpu-watts must be the CPU's power in watts, more than 0, got {cpu_watts!r}"
+    if not isinstance(prices, dict) or not all(is_device(k) and _number(v) and v >= 0 for k, v in prices.items()):
+        return f"prices must map devices to prices per hour, e.g. {{'cpu': 0.05, 'cuda': 2.49}}; got {prices!r}"
+    if not isinstance(currency, str) or len(currency) > 16 or not currency.isprintable():
+        return f"--currency must be a short name such as USD or EUR, got {currency!r}"
+    return None
+
+
 @dataclass
 class RunConfig:
     models: list[str] = field(default_factory=lambda: list(DEFAULT_MODELS))
@@ -87,13 +102,9 @@ class RunConfig:
                   ("--epochs", self.epochs, 1), ("--limit", self.limit, 1), ("--cpu-threads", self.cpu_threads, 1),
                   ("--repeats", self.repeats, 1), ("--time-budget", self.time_budget_s, 0.1)]
         checks += [("--batch-size", size, 1) for size in self.batch_sizes]
-        if self.cpu_watts is not None and not (math.isfinite(self.cpu_watts) and self.cpu_watts > 0):
-            raise ConfigError(f"--cpu-watts must be the CPU's power in watts, more than 0, got {self.cpu_watts}")
-        if not isinstance(self.prices, dict) or not all(
-                is_device(k) and isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-                and v >= 0 for k, v in self.prices.items()):
-            raise ConfigError(f"prices must map devices to prices per hour, e.g. {{'cpu': 0.05, 'cuda': 2.49}}; "
-                              f"got {self.prices!r}")
+        problem = worth_settings_problem(self.prices, self.cpu_watts, self.currency)
+        if problem:
+            raise ConfigError(problem)
         if self.time_budget_s is not None and not math.isfinite(self.time_budget_s):
             raise ConfigError(f"--time-budget must be a number of seconds, got {self.time_budget_s}")
         if not 0 <= self.seed <= MAX_SEED:

@@ -11,7 +11,7 @@ from .energy import RECIPE_EPOCHS
 from .errors import ConfigError
 
 # A device ("cuda:1"), a kind ("cuda", "cpu", "mps"), as --devices names them.
-_DEVICE = re.compile(r"^(cpu|cuda|mps|xpu)(:\d+)?$")
+_DEVICE = re.compile(r"^(cpu|(cuda|mps|xpu)(:\d+)?)$")  # a machine has one CPU: no cpu:N
 
 
 def parse_prices(text: str) -> dict[str, float]:

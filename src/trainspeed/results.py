@@ -332,7 +332,7 @@ class RunResult:
             raise ResultsError(f"{source} has schema {version}, newer than this trainspeed reads "
                                f"({SCHEMA_VERSION}); upgrade trainspeed")
         result = schema.validated(cls, schema.upgraded(data), source)
-        schema.check_statuses(result.cases, source)
+        schema.check_record(result, source)
         return result
 
     @classmethod

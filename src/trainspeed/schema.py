@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from pydantic import TypeAdapter, ValidationError
 
+from .config import worth_settings_problem
 from .errors import ResultsError
 from .output import link_problem
 
@@ -140,9 +141,14 @@ def upgraded(data: dict[str, Any]) -> dict[str, Any]:
                               for case in cases]}
 
 
-def check_statuses(cases: list, source: str) -> None:
-    """Every case has a known status, and an ok one has its time."""
-    for index, case in enumerate(cases):
+def check_record(result, source: str) -> None:
+    """Every case has a known status, and an ok one has its time; the settings a report reads from
+    the config (prices, --cpu-watts, currency) have the types they must have."""
+    config = result.config
+    problem = worth_settings_problem(config.get("prices", {}), config.get("cpu_watts"), config.get("currency", ""))
+    if problem:
+        raise ResultsError(f"{source}: config: {problem}")
+    for index, case in enumerate(result.cases):
         if case.status not in STATUSES:
             raise ResultsError(f"{source}: cases[{index}].status is {case.status!r}, not one of {', '.join(STATUSES)}")
         if case.ok and not case.steady_epoch_s:

@@ -23,14 +23,18 @@ def _answered(case: CaseResult | None) -> bool:
     return case is not None and case.ok and case.inference is not None
 
 
-def subject(comparison: Comparison, key) -> str:
+def subject(comparison: Comparison, key, training: bool = False) -> str:
+    """The model and each axis that tells its row apart: 'the cnn trained at batch 32 in bf16' (or,
+    where the verb is already train, 'the cnn at batch 32 in bf16 as 2 ranks (gloo)')."""
     subject = f"the {key.model}"
     if len(comparison.batch_sizes()) > 1:
-        subject += f" trained at batch {key.batch_size}"
+        subject += f" {'' if training else 'trained '}at batch {key.batch_size}"
     if comparison.shows_precision():
         subject += f" in {key.precision}"
     if comparison.shows_engine():
         subject += f" with {engine_name(key.engine)}"
+    if key.backend:
+        subject += f" as {key.ranks()}"
     return subject
 
 

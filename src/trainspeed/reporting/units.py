@@ -75,6 +75,9 @@ def load_note(names: list[str]) -> str:
 def money(amount: float, currency: str = "") -> str:
     """An amount with three significant digits below 1, so that small costs tell apart: 0.000123,
     0.0452, 12.30; the currency the user named after it."""
-    digits = 2 if amount >= 1 or amount <= 0 else 2 - math.floor(math.log10(amount))
-    text = f"{amount:,.{min(digits, 9)}f}"
+    if amount != 0 and not 1e-6 <= abs(amount) < 1e12:  # past what digits show plainly
+        text = f"{amount:.3g}"
+    else:
+        digits = 2 if amount >= 1 or amount <= 0 else 2 - math.floor(math.log10(amount))
+        text = f"{amount:,.{digits}f}"
     return f"{text} {currency}" if currency else text

@@ -55,7 +55,10 @@ def _joules(case: CaseResult, per_image: bool) -> float | None:
 
 
 def _joules_text(value: float) -> str:
-    return f"{value:.3g} J" if value < 1000 else f"{value / 1000:.3g} kJ"
+    for unit, scale in (("MJ", 1e6), ("kJ", 1e3)):
+        if value >= scale:
+            return f"{value / scale:.3g} {unit}"
+    return f"{value:.3g} J"
 
 
 def _weighed(base: float, other: float, verb: str, what: str, texts: tuple[str, str]) -> str:
@@ -76,7 +79,8 @@ def _against(comparison: Comparison, key, column: str) -> str | None:
         return None
     unit = "image" if found.per_image else "epoch"
     pace_word = f"{times(found.ratio)} faster" if found.ratio >= 1 else f"{times(1 / found.ratio)} slower"
-    clauses = [f"trains {subject(comparison, key)} {pace_word} than {comparison.short(comparison.baseline)}"]
+    clauses = [f"trains {subject(comparison, key, training=True)} {pace_word} "
+               f"than {comparison.short(comparison.baseline)}"]
     if not found.per_image:
         saved = base.steady_epoch_s - other.steady_epoch_s
         clauses[0] += (f" ({seconds_phrase(saved)} saved per epoch" if saved >= 0
@@ -113,8 +117,9 @@ def _alone(comparison: Comparison, key, column: str) -> str | None:
     if joules is not None:
         label = "an estimated " if case.energy.estimate else ""
         parts.append(f"it uses {label}{_joules_text(joules)} per epoch ({case.energy.average_w:.3g} W on average)")
-    return capital(f"{comparison.who(column)} trains {subject(comparison, key)} in "
-                   f"{seconds_phrase(case.steady_epoch_s)} per epoch: {'; '.join(parts)}.")
+    projected = " (projected from the steps a time budget allowed)" if case.projected else ""
+    return capital(f"{comparison.who(column)} trains {subject(comparison, key, training=True)} in "
+                   f"{seconds_phrase(case.steady_epoch_s)} per epoch{projected}: {'; '.join(parts)}.")
 
 
 def verdicts(comparison: Comparison) -> list[str]:
@@ -151,7 +156,7 @@ def missing(comparison: Comparison) -> list[str]:
              if _run(comparison, column).config.get("prices")}
     if len(units) > 1:
         lines.append(f"The prices are in different currencies ({', '.join(sorted(u or 'none named' for u in units))}): "
-                     "their costs are not weighed against each other; give --price and --currency to compare")
+                     "their costs are not weighed against each other; give --price and --currency to compare.")
     return lines
 
 
@@ -204,7 +209,7 @@ def system_chart(comparison: Comparison, path: Path) -> Path | None:
     panels = figure.subplots(2 if busy else 1, 1, sharex=True, squeeze=False)[:, 0]
     for index, (key, column, case) in enumerate(traced):
         colour = charts.PALETTE[index % len(charts.PALETTE)]
-        label = f"{subject(comparison, key).removeprefix('the ')} on {column}"
+        label = f"{subject(comparison, key, training=True).removeprefix('the ')} on {column}"
         points = [(t, w) for t, w, _ in case.energy.trace if w is not None]
         panels[0].plot(*zip(*points, strict=True), color=colour, label=label, linewidth=1.2)
         if busy and (used := [(t, u * 100) for t, _, u in case.energy.trace if u is not None]):
