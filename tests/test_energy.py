@@ -1,6 +1,7 @@
 """Energy and cost: a fake NVML (put where `import pynvml` finds it) and a fake powercap tree drive
 the meters; the arithmetic, prices and the verdict are checked against hand-computed figures."""
 
+import json
 import sys
 import time
 from dataclasses import replace
@@ -481,3 +482,16 @@ def test_data_parallel_cases_and_batch_sweeps_are_named_in_the_verdict():
     assert [s.split(" in ")[0] for s in verdicts(comparison)] == [
         "The CPU trains the cnn at batch 32 as 1 rank (gloo)",
         f"The {fx.CPU_NAME} trains the cnn at batch 32 as 2 ranks (gloo)", "The CPU trains the cnn at batch 256"]
+
+
+def test_a_resume_keeps_the_runs_prices_and_says_the_new_ones_are_ignored(tmp_path, capsys):
+    out = str(tmp_path / "run")
+    common = ["--dataset", "synthetic", "--limit", "64", "--epochs", "1", "--models", "mlp:1", "--synthetic-shape",
+              "8x8x1", "--no-inference", "--in-process"]
+    assert main(["run", *common, "--out", out, "--price", "cpu=2", "--currency", "EUR"]) == 0
+    capsys.readouterr()
+    assert main(["run", "--resume", out, "--price", "cpu=9"]) == 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert "--price, --currency and --cpu-watts are ignored with --resume" in err
+    config = json.loads((tmp_path / "run" / "results.json").read_text())["config"]
+    assert (config["prices"], config["currency"]) == ({"cpu": 2.0}, "EUR")

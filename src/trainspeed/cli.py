@@ -211,6 +211,11 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     )
     if args.resume:
         args.out = str(args.resume)
+        if args.price is not None or args.currency is not None or args.cpu_watts is not None:
+            # The run keeps the settings it was measured with; prices belong to the report.
+            Console(stderr=True).print("[yellow]note:[/] --price, --currency and --cpu-watts are ignored with "
+                                       "--resume (the run keeps its own settings); to re-price it afterwards: "
+                                       f"trainspeed report {escape(str(args.resume))} --price ...")
     results_file = Path(args.out) / "results.json"
     try:
         if args.resume:
