@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 
 from ..results import CaseResult
 from .matching import Comparison, Pace, compare, engine_name, machine_label, pace
-from .units import capital, load_note, seconds_phrase, times
+from .units import capital, faster_or_slower, load_note, seconds_phrase
 from .verdicts import EngineEffect, PrecisionEffect, difference_half_width, engine_effects, precision_effects
 
 # Callers have always found these here; they live with the matching and the verdicts.
@@ -59,7 +59,7 @@ def headlines(comparison: Comparison) -> list[str]:
             if found is None:
                 continue
             other = cells[column]
-            pace_word = f"{times(found.ratio)} faster" if found.ratio >= 1 else f"{times(1 / found.ratio)} slower"
+            pace_word = faster_or_slower(found.ratio)
             verdict = f"{pace_word} than {comparison.who(comparison.baseline)}"
             load = _load(comparison, [(column, other), (comparison.baseline, base)])
             if found.per_image:

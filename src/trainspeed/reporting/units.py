@@ -50,6 +50,11 @@ def times(ratio: float) -> str:
     return f"{ratio:.2f}x" if ratio < 2 else f"{ratio:.1f}x"
 
 
+def faster_or_slower(ratio: float) -> str:
+    """A speed ratio as a sentence says it: '9.4x faster', or for a ratio under 1 '2.0x slower'."""
+    return f"{times(ratio)} faster" if ratio >= 1 else f"{times(1 / ratio)} slower"
+
+
 def plain_name(name: str) -> str:
     """A device's name as a sentence can hold it in parentheses: 'Intel(R) Xeon(R) Gold' as 'Intel Xeon Gold'.
     The trademark marks go, and any other bracketed part follows a comma, so no parentheses nest."""

@@ -9,7 +9,7 @@ from ..cases import Workload
 from ..results import CaseResult
 from ..stats import difference_half_width, speedup
 from .matching import Comparison, engine_name
-from .units import capital, load_note, seconds_phrase, times
+from .units import capital, faster_or_slower, load_note, seconds_phrase
 
 
 def beyond_noise(points: float | None, noise: float | None) -> bool:
@@ -49,17 +49,13 @@ def precision_effects(comparison: Comparison) -> list[PrecisionEffect]:
                 continue
             ratio = speedup(base.steady_epoch_s, case.steady_epoch_s)
             load = load_note([comparison.short(column)] if case.under_load or base.under_load else [])
-            sentence = (f"{comparison.who(column)} trains the {key.model} {_faster(ratio)} in {key.precision} than "
-                        f"in fp32 ({seconds_phrase(case.steady_epoch_s)} vs {seconds_phrase(base.steady_epoch_s)} "
+            sentence = (f"{comparison.who(column)} trains the {key.model} {faster_or_slower(ratio)} in {key.precision} "
+                        f"than in fp32 ({seconds_phrase(case.steady_epoch_s)} vs {seconds_phrase(base.steady_epoch_s)} "
                         f"per epoch{'; ' + load if load else ''})")
             points, noise, clause = accuracy_clause(case, base, "fp32's")
             sentence += clause
             found.append(PrecisionEffect(key, column, ratio, points, noise, capital(sentence)))
     return found
-
-
-def _faster(ratio: float) -> str:
-    return f"{times(ratio)} faster" if ratio >= 1 else f"{times(1 / ratio)} slower"
 
 
 def accuracy_clause(case: CaseResult, base: CaseResult, whose: str) -> tuple[float | None, float | None, str]:
@@ -124,9 +120,10 @@ def engine_effects(comparison: Comparison) -> list[EngineEffect]:
                 ratio = speedup(case.steady_epoch_s, ours.steady_epoch_s)
                 load = load_note([comparison.short(column)] if case.under_load or ours.under_load else [])
                 best = "; the fastest Keras backend here" if engine == fastest and len(theirs) > 1 else ""
-                sentence = (f"trainspeed's engine trains the {key.model} {_faster(ratio)} than {engine_name(engine)} "
-                            f"on {comparison.who(column)} ({seconds_phrase(ours.steady_epoch_s)} vs "
-                            f"{seconds_phrase(case.steady_epoch_s)} per epoch{best}{'; ' + load if load else ''})")
+                sentence = (f"trainspeed's engine trains the {key.model} {faster_or_slower(ratio)} than "
+                            f"{engine_name(engine)} on {comparison.who(column)} "
+                            f"({seconds_phrase(ours.steady_epoch_s)} vs {seconds_phrase(case.steady_epoch_s)} "
+                            f"per epoch{best}{'; ' + load if load else ''})")
                 points, noise, clause = accuracy_clause(ours, case, f"{engine_name(engine)}'s")
                 found.append(EngineEffect(key, engine, column, ratio, points, noise, engine == fastest,
                                           capital(sentence + clause)))

@@ -17,7 +17,7 @@ from . import charts
 from .answering import subject
 from .document import Table
 from .matching import Comparison
-from .units import capital, money, seconds_phrase, times
+from .units import capital, faster_or_slower, money, seconds_phrase, times
 
 WORTH_EXPLAINED = (
     "Energy is the device's own, over the steady epochs (as the steady time is): a GPU's board as NVIDIA's NVML "
@@ -78,8 +78,7 @@ def _against(comparison: Comparison, key, column: str) -> str | None:
     if found is None:
         return None
     unit = "image" if found.per_image else "epoch"
-    pace_word = f"{times(found.ratio)} faster" if found.ratio >= 1 else f"{times(1 / found.ratio)} slower"
-    clauses = [f"trains {subject(comparison, key, training=True)} {pace_word} "
+    clauses = [f"trains {subject(comparison, key, training=True)} {faster_or_slower(found.ratio)} "
                f"than {comparison.short(comparison.baseline)}"]
     if not found.per_image:
         saved = base.steady_epoch_s - other.steady_epoch_s
