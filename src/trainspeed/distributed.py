@@ -193,9 +193,8 @@ def _group_energy(meter: power.PowerLog, reads: bool, epoch_s: list[float], imag
     """The job's energy on rank 0: every reading rank's epochs summed; else the first reason one had none."""
     mine = None
     if reads:
-        joules = meter.estimated(epoch_s) or meter.epoch_j
-        mine = (dist.get_rank(), joules if meter.meter and len(joules) == len(epoch_s) else None,
-                meter.reason, meter.meter.source if meter.meter else "", bool(meter.meter and meter.meter.estimate))
+        mine = (dist.get_rank(), meter.epoch_joules(epoch_s), meter.reason, meter.meter.source if meter.meter else "",
+                bool(meter.meter and meter.meter.estimate))
     everyone: list = [None] * world
     dist.all_gather_object(everyone, mine)
     readers = [entry for entry in everyone if entry is not None]
@@ -203,11 +202,10 @@ def _group_energy(meter: power.PowerLog, reads: bool, epoch_s: list[float], imag
     if failed is not None:
         reason = failed[2] or "the meter gave no reading for an epoch"
         return EnergyFigures(not_measured=reason if len(readers) == 1 else f"rank {failed[0]}: {reason}")
+    if len(readers) == 1:  # rank 0, the first rank of the first machine: its own figures are the job's
+        return meter.figures(epoch_s, images)
     summed = [sum(entry[1][epoch] for entry in readers) for epoch in range(len(epoch_s))]
     estimate = any(entry[4] for entry in readers)
-    if len(readers) == 1:
-        return figures(summed, epoch_s, images, [] if estimate else meter.trace, readers[0][3], estimate,
-                       meter.epoch_spans)
     # Several devices: their sum has no one trace, peak or utilization (rank 0's would pass for the job's).
     whose = "GPUs" if device.type == "cuda" else "machines"
     sources = " + ".join(dict.fromkeys(entry[3] for entry in readers))

@@ -85,12 +85,12 @@ class NvmlMeter(Meter):
 
 
 class RaplMeter(Meter):
-    """The powercap zones' counters summed, each delta taken with its own wrap-around."""
+    """The powercap zones' counters summed, each delta taken with its own wrap-around. Read through
+    a PowerLog, whose lock keeps the sampler and the epoch marks from counting a delta twice."""
 
     def __init__(self, zones: list[tuple[str, Path, float]]) -> None:
         self.zones = zones  # (name, energy_uj file, max_energy_range_uj)
         self.source = f"RAPL {' + '.join(name for name, _, _ in zones)} (whole CPU socket)"
-        self._lock = threading.Lock()
         self._last = [self._read(path) for _, path, _ in zones]
         self._total_uj = 0.0
 
@@ -99,12 +99,11 @@ class RaplMeter(Meter):
         return float(path.read_text())
 
     def energy_j(self) -> float:
-        with self._lock:  # the sampler and the epoch marks both read: each delta counted once
-            for index, (_, path, counter_range) in enumerate(self.zones):
-                now = self._read(path)
-                self._total_uj += counter_delta(self._last[index], now, counter_range)
-                self._last[index] = now
-            return self._total_uj / 1e6
+        for index, (_, path, counter_range) in enumerate(self.zones):
+            now = self._read(path)
+            self._total_uj += counter_delta(self._last[index], now, counter_range)
+            self._last[index] = now
+        return self._total_uj / 1e6
 
 
 class WattsEstimate(Meter):
@@ -214,6 +213,7 @@ class PowerLog:
         if self.meter is not None:
             self._origin = time.perf_counter()
             self._read(sample=True)
+        if self.meter is not None and not self.meter.estimate:  # an estimate has nothing to sample
             self._thread = threading.Thread(target=self._sample, name="trainspeed-power", daemon=True)
             self._thread.start()
         return self
@@ -283,13 +283,16 @@ class PowerLog:
         yield
         self.epoch_ended()
 
-    def figures(self, epoch_s: list[float], images_per_epoch: int) -> EnergyFigures:
-        if self.meter is None or len(self.epoch_j) != len(epoch_s) or not epoch_s:
-            return EnergyFigures(not_measured=self.reason or "the meter gave no reading for an epoch")
-        return figures(self.estimated(epoch_s) or self.epoch_j, epoch_s, images_per_epoch,
-                       [] if self.meter.estimate else self.trace, self.meter.source, self.meter.estimate,
-                       self.epoch_spans)
+    def epoch_joules(self, epoch_s: list[float]) -> list[float] | None:
+        """Each timed epoch's joules, or None where one went unread. An estimate's are the given power
+        times the timer's own epochs, not the marks around them."""
+        if self.meter is None or not epoch_s or len(self.epoch_j) != len(epoch_s):
+            return None
+        return [self.meter.watts * s for s in epoch_s] if isinstance(self.meter, WattsEstimate) else self.epoch_j
 
-    def estimated(self, epoch_s: list[float]) -> list[float] | None:
-        """An estimate's joules: the given power times the timer's own epochs, not the marks around them."""
-        return [self.meter.watts * s for s in epoch_s] if isinstance(self.meter, WattsEstimate) else None
+    def figures(self, epoch_s: list[float], images_per_epoch: int) -> EnergyFigures:
+        joules = self.epoch_joules(epoch_s)
+        if joules is None:
+            return EnergyFigures(not_measured=self.reason or "the meter gave no reading for an epoch")
+        return figures(joules, epoch_s, images_per_epoch, [] if self.meter.estimate else self.trace,
+                       self.meter.source, self.meter.estimate, self.epoch_spans)
