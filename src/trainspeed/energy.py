@@ -10,9 +10,13 @@ from __future__ import annotations
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from functools import partial
+
+from .stats import median_of
 
 # The seeds' recipe: what "is it worth it" is asked about is ten epochs of training.
 RECIPE_EPOCHS = 10
+
 # Points of a power trace kept in the results (the report's system chart needs no more).
 TRACE_POINTS = 400
 
@@ -90,11 +94,7 @@ def fold(repeats: Sequence[EnergyFigures | None]) -> EnergyFigures | None:
     measured = [r for r in known if r.joules_per_epoch is not None]
     if len(measured) < 2:
         return measured[0] if measured else (known[0] if known else None)
-
-    def median(name: str) -> float | None:
-        values = [getattr(r, name) for r in measured if getattr(r, name) is not None]
-        return statistics.median(values) if values else None
-
+    median = partial(median_of, measured)
     peaks = [r.peak_w for r in measured if r.peak_w is not None]
     return replace(measured[0], joules_per_epoch=median("joules_per_epoch"),
                    joules_per_image=median("joules_per_image"), average_w=median("average_w"),

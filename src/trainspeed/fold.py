@@ -14,7 +14,7 @@ from .cases import CaseKey
 from .data_parallel import devices_in, group_of, scaling_efficiency
 from .machine import stalls
 from .results import CaseResult, Failure, InferenceFigures, Measurement
-from .stats import images_per_second, speedup, spread
+from .stats import images_per_second, median_of, speedup, spread
 
 # What a case takes from its first successful repeat (the others contribute their timings).
 _FROM_FIRST_REPEAT = ("device_name", "params", "steps_per_epoch", "cpu_threads", "warmup_steps", "history",
@@ -79,12 +79,7 @@ def fold_inference(repeats: Sequence[Measurement]) -> InferenceFigures | None:
     if len(answered) < 2:
         return answered[0] if answered else None
     alike = [figures for figures in answered if figures.batch_size == answered[0].batch_size]
-
-    def median(name: str) -> float | None:
-        values = [getattr(figures, name) for figures in alike if getattr(figures, name) is not None]
-        return spread(values).median if values else None
-
-    return replace(alike[0], **{name: median(name) for name in (
+    return replace(alike[0], **{name: median_of(alike, name) for name in (
         "latency_median_s", "latency_p95_s", "first_latency_s", "images_per_s", "first_batch_s")},
         latency_calls=sum(f.latency_calls for f in alike), batch_calls=sum(f.batch_calls for f in alike))
 

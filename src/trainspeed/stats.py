@@ -64,6 +64,12 @@ def spread(values: Sequence[float]) -> Spread:
     return Spread(float(statistics.median(values)), float(min(values)), float(max(values)), cv, len(values))
 
 
+def median_of(items: Sequence, name: str) -> float | None:
+    """The median of one field over records (repeats' figures), those without it left out; None if none has it."""
+    values = [getattr(item, name) for item in items if getattr(item, name) is not None]
+    return float(statistics.median(values)) if values else None
+
+
 def percentile(values: Sequence[float], fraction: float) -> float:
     """The value below which `fraction` of `values` lie, interpolated between the two nearest ranks
     (NumPy's default, 'linear'): percentile(x, 0.5) is the median, percentile(x, 0.95) the p95."""
