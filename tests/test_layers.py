@@ -1,7 +1,7 @@
 import torch
 from torch import nn
 
-from trainspeed.layers import Dropout, keep_threshold, random_words
+from trainspeed.layers import Dropout, keep_threshold, random_words, word_bits
 from trainspeed.models import create_model
 
 
@@ -9,6 +9,24 @@ def test_keep_threshold_splits_the_int32_range():
     assert keep_threshold(0.0) == 2**31  # every word is below it
     assert keep_threshold(0.25) == -2**31 + 3 * 2**30
     assert keep_threshold(1.0) == -2**31
+
+
+def test_word_bits_is_the_narrowest_width_holding_the_rate_exactly():
+    assert word_bits(0.25) == 8 and word_bits(0.5) == 8  # the seeds' cnn: 192 of 256 byte values kept
+    assert word_bits(1 - 3 / 2**12) == 16
+    assert word_bits(0.2) == 32  # 0.8 has no finite binary form: the widest word, off by under 2^-33
+    assert keep_threshold(0.25, 8) == 64 and keep_threshold(0.2, 32) == -2**31 + 3435973837
+
+
+def test_narrow_words_fill_every_value_uniformly():
+    torch.manual_seed(5)
+    like = torch.empty(32, 32, 16, 16).contiguous(memory_format=torch.channels_last)
+    words = random_words(like, 8)
+    assert words.dtype == torch.int8 and words.shape == like.shape and words.stride() == like.stride()
+    counts = torch.bincount(words.flatten().long() + 128, minlength=256).double()
+    expected = like.numel() / 256  # 1,024 per value
+    assert counts.min().item() > expected - 5 * expected**0.5 and counts.max().item() < expected + 5 * expected**0.5
+    assert abs((words < keep_threshold(0.25, 8)).double().mean().item() - 0.75) < 0.005
 
 
 def test_random_words_are_uniform_and_follow_the_layout():
