@@ -38,11 +38,13 @@ def test_devices_lists_the_cpu_and_says_why_there_is_no_gpu(tmp_path):
 def test_run_writes_valid_results_json(tmp_path):
     done = trainspeed("run", "--dataset", "synthetic", "--limit", "64", "--models", "mlp:1,mlp:3",
                       "--devices", "cpu", "--epochs", "2", "--batch-size", "16", "--synthetic-shape", "8x8x1",
-                      "--out", "out", cwd=tmp_path)
+                      "--out", "out [old]", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "steady" in done.stdout and "mlp:3" in done.stdout and "Traceback" not in done.stderr
+    # A folder name with brackets is printed as it is, not read as the terminal's markup.
+    assert "results: out [old]/results.json" in done.stdout and "more files in out [old]" in done.stdout
     assert "after training: the network answering" in done.stdout and "answers one image of the mlp:3" in done.stdout
-    data = json.loads((tmp_path / "out" / "results.json").read_text())
+    data = json.loads((tmp_path / "out [old]" / "results.json").read_text())
     assert data["schema_version"] == 2 and data["config"]["batch_sizes"] == [16]
     assert data["dataset"]["name"] == "synthetic" and data["dataset"]["accuracy_meaningful"] is False
     assert data["environment"]["cpu"]["threads"] >= 1 and data["environment"]["torch"]
@@ -63,8 +65,8 @@ def test_run_writes_valid_results_json(tmp_path):
     assert len(data["dataset"]["sample_labels"]) == 16 and data["dataset"]["sample_images_b64"]
     # A second run keeps the first one's results beside its own.
     assert trainspeed("run", "--dataset", "synthetic", "--limit", "32", "--models", "mlp:1", "--devices", "cpu",
-                      "--epochs", "1", "--synthetic-shape", "8x8x1", "--out", "out", cwd=tmp_path).returncode == 0
-    assert len(list((tmp_path / "out").glob("results*.json"))) == 2
+                      "--epochs", "1", "--synthetic-shape", "8x8x1", "--out", "out [old]", cwd=tmp_path).returncode == 0
+    assert len(list((tmp_path / "out [old]").glob("results*.json"))) == 2
 
 
 def corrupt_archive(tmp_path: Path) -> Path:

@@ -155,6 +155,14 @@ def test_predict_on_the_command_line_table_and_json(tmp_path, cnn_file):
     assert done.returncode == 0, done.stderr
     assert "photo.jpg" in done.stdout and "resized from 768x768 to 32x32" in done.stdout
     assert "a cnn for 32x32x3 images" in done.stdout and "test accuracy 50.0%" in done.stdout
+    assert "mean nothing" not in done.stdout
+    torch.manual_seed(0)
+    random_data = create_model("cnn", (3, 32, 32), 10)
+    random_data.class_names = tuple(CIFAR_NAMES)
+    save_model(random_data, tmp_path / "random.safetensors", {"dataset": "synthetic", "test_accuracy": 0.1})
+    done = trainspeed_cli("predict", "random.safetensors", "small.png", cwd=tmp_path)
+    assert done.returncode == 0 and "learned random images with random labels: its answers mean nothing" in (
+        " ".join(done.stdout.split()))
     done = trainspeed_cli("predict", "cnn.safetensors", "photo.jpg", "small.png", "--json", cwd=tmp_path)
     answers = json.loads(done.stdout)
     assert answers["model"]["architecture"] == "cnn" and answers["model"]["classes"] == CIFAR_NAMES

@@ -2,6 +2,7 @@
 
 import csv
 import io
+import shutil
 
 import pytest
 
@@ -41,6 +42,14 @@ def test_keywords_named_as_the_flags_reach_the_config(swept):
     ({"precision": ""}, 'no precision given, e.g. precision="fp32" or precision="fp32,bf16"'),
     ({"save_models": True, "out": None}, "save_models writes into the run's folder: give out=\"FOLDER\""),
     ({"cpu_threads": 0}, "cpu_threads must be at least 1, got 0"),
+    # Refused up front, not in each case's process (epochs=1.5 once failed every case with a traceback).
+    ({"epochs": 1.5}, "epochs takes a whole number, got 1.5"),
+    ({"batch_size": [32, "64"]}, "batch_size takes a whole number, got '64'"),
+    ({"batch_size": True}, "batch_size takes whole numbers such as 32 or 32,256, got True"),
+    ({"repeats": 1.5}, "repeats takes a whole number, got 1.5"),
+    ({"time_budget": "5"}, "time_budget takes a number of seconds, got '5'"),
+    ({"dist_timeout": 0}, "dist_timeout must be at least 1, got 0"),
+    ({"per_device_batch": True}, "per_device_batch sets the batch of each device of a group: give data_parallel too"),
 ])
 def test_errors_raised_to_python_name_the_keyword_arguments(settings, message):
     with pytest.raises(ConfigError) as raised:
@@ -53,6 +62,11 @@ def test_commands_in_a_message_stay_commands_and_the_command_line_keeps_its_flag
         'free space and run `trainspeed run --resume out`; data_dir="/d" is empty')
     assert as_arguments("use a smaller --synthetic-shape or --limit, or --epochs 2 or more") == (
         "use a smaller synthetic_shape or limit, or epochs=2 or more")
+    # Verbs after a flag in the messages themselves are words, not the flag's value.
+    assert as_arguments("--per-device-batch sets the batch of each device: give --data-parallel too") == (
+        "per_device_batch sets the batch of each device: give data_parallel too")
+    assert as_arguments("--data-parallel trains with trainspeed's engine only; --time-budget projects one") == (
+        "data_parallel trains with trainspeed's engine only; time_budget projects one")
     with pytest.raises(ConfigError, match="^--batch-size must be at least 1"):
         make_config(models=["ann"], batch_sizes=[0])
 
@@ -100,6 +114,15 @@ def test_report_from_python_writes_what_the_command_writes(swept, tmp_path):
     assert "not compared with itself" in compared[0].read_text()
     with pytest.raises(ConfigError, match="give out="):
         trainspeed.report([result, result])
+
+
+def test_a_moved_run_is_reported_beside_its_results_file(swept, tmp_path):
+    out, _ = swept
+    moved = tmp_path / "moved run"
+    moved.mkdir()
+    shutil.copy(out / "results.json", moved / "results.json")
+    assert trainspeed.report(moved)[0] == moved / "report.md"
+    assert trainspeed.report(moved / "results.json")[0] == moved / "report.md"
 
 
 def test_a_result_shows_itself_briefly_in_a_notebook(swept):

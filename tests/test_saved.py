@@ -157,6 +157,13 @@ def test_a_bad_model_file_raises_one_clear_error(tmp_path, case):
     assert "\n" not in str(raised.value)
 
 
+def test_a_run_folder_points_to_the_networks_in_its_models_folder(tmp_path):
+    (tmp_path / "models").mkdir()
+    _saved(tmp_path / "models")
+    with pytest.raises(ModelFileError, match=r"is a folder; give one model file in it, such as .*models.good"):
+        load_model(tmp_path)
+
+
 def test_a_safetensors_file_from_elsewhere_is_refused(tmp_path):
     path = tmp_path / "other.safetensors"
     save_file({"weight": torch.zeros(2, 2)}, str(path), metadata={"format": "pt"})

@@ -244,7 +244,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         console.print(answering)
     for line in warning_lines(result):
         console.print(line)
-    console.print(f"results: {results_file}")
+    console.print(f"results: {escape(str(results_file))}")
     _print_report(comparison, written, console)
     if report_error is not None:
         print(f"trainspeed: error: the results are safe in {results_file}, but the report was not written: "
@@ -270,9 +270,10 @@ def _print_report(comparison, written: list[Path], console: Console) -> None:
     from .reporting.comparison import engine_effects, headlines, precision_effects
 
     for sentence in headlines(comparison) + inference_headlines(comparison):
-        console.print(f"[bold]{sentence}[/]")
+        console.print(f"[bold]{escape(sentence)}[/]")
     for effect in [*engine_effects(comparison), *precision_effects(comparison)]:
-        console.print(f"[yellow]{effect.sentence}[/]" if effect.costs_accuracy else f"[bold]{effect.sentence}[/]")
+        style = "yellow" if effect.costs_accuracy else "bold"
+        console.print(f"[{style}]{escape(effect.sentence)}[/]")
     from .reporting.worth import missing, verdicts
 
     worth = [f"  [bold]{escape(sentence)}[/]" for sentence in verdicts(comparison)]
@@ -282,7 +283,8 @@ def _print_report(comparison, written: list[Path], console: Console) -> None:
     for note in comparison.notes:  # what the comparison left out or merged, and why
         console.print(f"[yellow]note:[/] {escape(note)}")
     if written:
-        console.print(f"report: {written[1]} and {len(written) - 1} more files in {written[1].parent}")
+        console.print(f"report: {escape(str(written[1]))} and {len(written) - 1} more files in "
+                      f"{escape(str(written[1].parent))}")
 
 
 def _report(labelled, out: Path, baseline: str | None, console: Console) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, field, fields
 
 from .errors import ConfigError
@@ -94,6 +95,7 @@ class RunConfig:
         return cls(**values)
 
     def validate(self) -> None:
+        self._check_types()
         if not self.models:
             raise ConfigError("no models given; choose from e.g. ann, cnn, mlp:1")
         if not self.batch_sizes:
@@ -133,6 +135,20 @@ class RunConfig:
                               "or run them in a run of their own")
         if self.data_parallel and self.time_budget_s:
             raise ConfigError("--time-budget projects one device's steps; drop it with --data-parallel")
+
+    def _check_types(self) -> None:
+        """Numbers of the right kind, so that run(epochs=1.5) is refused here, not in a case's process."""
+        if not isinstance(self.batch_sizes, (list, tuple)):
+            raise ConfigError(f"--batch-size takes whole numbers such as 32 or 32,256, got {self.batch_sizes!r}")
+        whole = [("--epochs", self.epochs), ("--limit", self.limit), ("--cpu-threads", self.cpu_threads),
+                 ("--repeats", self.repeats), ("--seed", self.seed)]
+        whole += [("--batch-size", size) for size in self.batch_sizes]
+        for name, value in whole:
+            if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral)):
+                raise ConfigError(f"{name} takes a whole number, got {value!r}")
+        for name, value in (("--dist-timeout", self.dist_timeout_s), ("--time-budget", self.time_budget_s)):
+            if value is not None and not _number(value):
+                raise ConfigError(f"{name} takes a number of seconds, got {value!r}")
         if self.save_models and not self.out:
             raise ConfigError("--save-models writes into the run's folder: give --out FOLDER")
         if len(self.synthetic_shape) != 3 or min(self.synthetic_shape) < 1:

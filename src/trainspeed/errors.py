@@ -50,7 +50,8 @@ class ImageShapeError(TrainspeedError, ValueError):
 
 # Words that follow a flag in a sentence rather than being its value: "--epochs must be at least 1".
 _NOT_VALUES = {"must", "needs", "writes", "works", "takes", "is", "are", "or", "and", "with", "to", "from", "for",
-               "the", "a", "does", "in", "on", "if"}
+               "the", "a", "does", "in", "on", "if", "sets", "trains", "projects", "gives", "names", "times", "too",
+               "make", "images"}
 # A flag, and the token after it; backticked commands are matched first so that they stay as they are.
 _FLAG = re.compile(r"`[^`]*`|--([a-z][a-z0-9-]*)(?: ([^\s;:)]+(?<![,.])))?")
 

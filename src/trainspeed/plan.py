@@ -17,7 +17,7 @@ from .timing import Timer
 
 # The command line's flag names, as keywords: run(batch_size=32) as `--batch-size 32` (setting -> RunConfig field).
 FLAG_KEYWORDS = {"batch_size": "batch_sizes", "precision": "precisions", "engine": "engines",
-                 "time_budget": "time_budget_s", "price": "prices"}
+                 "time_budget": "time_budget_s", "price": "prices", "dist_timeout": "dist_timeout_s"}
 # Flags that say "not": run(no_download=True) as `--no-download`.
 NEGATED_KEYWORDS = {"no_download": "download", "no_inference": "inference", "no_cuda_graphs": "cuda_graphs",
                     "in_process": "isolate"}
@@ -64,7 +64,10 @@ def make_config(config: RunConfig | None = None, **overrides) -> RunConfig:
         valid = {f.name for f in fields(RunConfig)}
         unknown = set(overrides) - valid
         if unknown:
-            raise ConfigError(f"unknown setting(s) {', '.join(sorted(unknown))}; valid: {', '.join(sorted(valid))}")
+            # Named as the flags are, which is how the README and the errors name them (both forms work).
+            flag_names = {field_name: keyword for keyword, field_name in {**FLAG_KEYWORDS, **NEGATED_KEYWORDS}.items()}
+            names = sorted(flag_names.get(name, name) for name in valid)
+            raise ConfigError(f"unknown setting(s) {', '.join(sorted(unknown))}; valid: {', '.join(names)}")
         config = RunConfig(**overrides)
     config.validate()
     return config

@@ -92,9 +92,10 @@ def load_model(path: str | Path) -> SavedModel:
     damaged, or does not fit its own description raises ModelFileError with what to do."""
     path = Path(path)
     if path.is_dir():
-        inside = sorted(found.name for found in path.glob(f"*{SUFFIX}"))[:3]
+        # A run's folder keeps its networks in models/: point there rather than say the folder has none.
+        inside = sorted(path.glob(f"*{SUFFIX}")) or sorted(path.glob(f"models/*{SUFFIX}"))
         raise ModelFileError(f"{path} is a folder; give one model file in it" + (
-            f", such as {path / inside[0]}" if inside else f" (it holds no {SUFFIX} file)"))
+            f", such as {inside[0]}" if inside else f" (it holds no {SUFFIX} file)"))
     if not path.is_file():
         raise ModelFileError(f"no model file at {path}; save one with trainspeed run --save-models")
     header, tensors = _read(path)

@@ -21,19 +21,21 @@ def report(results: RunResult | str | Path | Sequence[RunResult | str | Path], o
     if not labelled:
         raise ConfigError("no results given to report on")
     if out is None:
-        folders = {str(result.config.get("out")) for _, result in labelled if result.config.get("out")}
+        folders = {str(folder) for _, _, folder in labelled if folder is not None}
         if len(labelled) > 1 or len(folders) != 1:
             raise ConfigError("give out=, the folder to write the report in")
         out = folders.pop()
-    named = [(label or f"run{index}", result) for index, (label, result) in enumerate(labelled, 1)] if many \
+    named = [(label or f"run{index}", result) for index, (label, result, _) in enumerate(labelled, 1)] if many \
         else [(None, labelled[0][1])]
     return write_report(compare(named, baseline), Path(out))
 
 
-def _labelled(item: RunResult | str | Path) -> tuple[str | None, RunResult]:
-    """A result and the name a comparison gives it: its file's or folder's, as `trainspeed compare` names it."""
+def _labelled(item: RunResult | str | Path) -> tuple[str | None, RunResult, Path | None]:
+    """A result, the name a comparison gives it (its file's or folder's, as `trainspeed compare` names it) and
+    its folder: the one its results file is in (a run moved or read from elsewhere), else the run's own --out."""
     if isinstance(item, RunResult):
         folder = item.config.get("out")
-        return (Path(folder).name if folder else None), item
+        return (Path(folder).name if folder else None), item, (Path(folder) if folder else None)
     path = Path(item)
-    return machine_label(path if path.suffix == ".json" else path / "results.json"), RunResult.read(path)
+    results_file = path if path.suffix == ".json" else path / "results.json"
+    return machine_label(results_file), RunResult.read(path), results_file.parent

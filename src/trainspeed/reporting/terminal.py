@@ -216,9 +216,13 @@ def prediction_table(answers: Answers) -> Table:
         size = f"{picture.original_size[0]}x{picture.original_size[1]} {picture.original_mode}"
         table.add_row(escape(str(picture.path)), guesses,
                       escape("; ".join((size, *picture.changes)) if picture.changes else f"{size}, as it is"))
+    notes = []
+    if case.get("dataset") == "synthetic":
+        notes.append("this network learned random images with random labels: its answers mean nothing")
     if info.output_activation == "sigmoid":
-        table.caption = ("the ann ends in a sigmoid, as its seed does: each class's probability stands alone, "
-                         "so they need not add up to 100%")
+        notes.append("the ann ends in a sigmoid, as its seed does: each class's probability stands alone, "
+                     "so they need not add up to 100%")
+    table.caption = "\n".join(notes) or None
     return table
 
 
