@@ -147,7 +147,7 @@ class RunConfig:
             if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral)):
                 raise ConfigError(f"{name} takes a whole number, got {value!r}")
         for name, value in (("--dist-timeout", self.dist_timeout_s), ("--time-budget", self.time_budget_s)):
-            if value is not None and not _number(value):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Real)):
                 raise ConfigError(f"{name} takes a number of seconds, got {value!r}")
         if self.save_models and not self.out:
             raise ConfigError("--save-models writes into the run's folder: give --out FOLDER")
