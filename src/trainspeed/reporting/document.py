@@ -96,6 +96,8 @@ h1 { font-size: 1.6rem; margin-bottom: .2rem; } h2 { font-size: 1.25rem; margin-
 /* Words in a table break between words only: a header or a number cut mid-word cannot be read. */
 table { border-collapse: collapse; font-size: .92rem; font-variant-numeric: tabular-nums; overflow-wrap: normal; }
 caption { text-align: left; font-style: italic; padding-bottom: .3rem; color: #444; }
+/* A captioned table is at least 26rem wide, so a narrow table does not wrap its caption word by word. */
+table:has(> caption) { min-width: min(26rem, 100%); }
 th, td { border: 1px solid #d0d0d0; padding: .3rem .55rem; text-align: right; vertical-align: top; }
 th { background: #f3f3f3; } .text { text-align: left; } td.number { white-space: nowrap; }
 td.flag { color: #a00000; font-weight: 600; text-align: left; }
