@@ -95,15 +95,18 @@ class RunConfig:
         return cls(**values)
 
     def validate(self) -> None:
-        self._check_types()
+        # Numbers of the right kind first, so that run(epochs=1.5) is refused here, not in a case's process.
+        if not isinstance(self.batch_sizes, (list, tuple)):
+            raise ConfigError(f"--batch-size takes whole numbers such as 32 or 32,256, got {self.batch_sizes!r}")
+        numeric = self._numeric_settings()
+        for name, value, _, kind in numeric:
+            if value is not None and (isinstance(value, bool) or not isinstance(value, kind)):
+                wanted = "a whole number" if kind is numbers.Integral else "a number of seconds"
+                raise ConfigError(f"{name} takes {wanted}, got {value!r}")
         if not self.models:
             raise ConfigError("no models given; choose from e.g. ann, cnn, mlp:1")
         if not self.batch_sizes:
             raise ConfigError("no batch size given, e.g. --batch-size 32 or --batch-size 32,256,2048")
-        checks = [("--dist-timeout", self.dist_timeout_s, 1),
-                  ("--epochs", self.epochs, 1), ("--limit", self.limit, 1), ("--cpu-threads", self.cpu_threads, 1),
-                  ("--repeats", self.repeats, 1), ("--time-budget", self.time_budget_s, 0.1)]
-        checks += [("--batch-size", size, 1) for size in self.batch_sizes]
         problem = worth_settings_problem(self.prices, self.cpu_watts, self.currency)
         if problem:
             raise ConfigError(problem)
@@ -113,8 +116,8 @@ class RunConfig:
             raise ConfigError(f"--seed must be from 0 to {MAX_SEED} (2**32 - 1), got {self.seed}")
         if self.out is not None and not str(self.out).strip():
             raise ConfigError("--out needs a folder name, e.g. --out trainspeed-results")
-        for name, value, least in checks:
-            if value is not None and value < least:
+        for name, value, least, _ in numeric:
+            if least is not None and value is not None and value < least:
                 raise ConfigError(f"{name} must be at least {least}, got {value}")
         if not self.precisions:
             raise ConfigError("no precision given, e.g. --precision fp32 or --precision fp32,bf16")
@@ -135,21 +138,17 @@ class RunConfig:
                               "or run them in a run of their own")
         if self.data_parallel and self.time_budget_s:
             raise ConfigError("--time-budget projects one device's steps; drop it with --data-parallel")
-
-    def _check_types(self) -> None:
-        """Numbers of the right kind, so that run(epochs=1.5) is refused here, not in a case's process."""
-        if not isinstance(self.batch_sizes, (list, tuple)):
-            raise ConfigError(f"--batch-size takes whole numbers such as 32 or 32,256, got {self.batch_sizes!r}")
-        whole = [("--epochs", self.epochs), ("--limit", self.limit), ("--cpu-threads", self.cpu_threads),
-                 ("--repeats", self.repeats), ("--seed", self.seed)]
-        whole += [("--batch-size", size) for size in self.batch_sizes]
-        for name, value in whole:
-            if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral)):
-                raise ConfigError(f"{name} takes a whole number, got {value!r}")
-        for name, value in (("--dist-timeout", self.dist_timeout_s), ("--time-budget", self.time_budget_s)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Real)):
-                raise ConfigError(f"{name} takes a number of seconds, got {value!r}")
         if self.save_models and not self.out:
             raise ConfigError("--save-models writes into the run's folder: give --out FOLDER")
         if len(self.synthetic_shape) != 3 or min(self.synthetic_shape) < 1:
             raise ConfigError(f"synthetic shape must be three positive sizes HxWxC, got {self.synthetic_shape}")
+
+    def _numeric_settings(self) -> list[tuple[str, object, float | None, type]]:
+        """Each number a run takes: its flag, its value, the least it may be (None: the seed, whose range is
+        checked on its own) and its kind (whole numbers, or seconds, which may have a fraction)."""
+        whole, seconds = numbers.Integral, numbers.Real
+        settings = [("--dist-timeout", self.dist_timeout_s, 1, seconds), ("--epochs", self.epochs, 1, whole),
+                    ("--limit", self.limit, 1, whole), ("--cpu-threads", self.cpu_threads, 1, whole),
+                    ("--repeats", self.repeats, 1, whole), ("--time-budget", self.time_budget_s, 0.1, seconds),
+                    ("--seed", self.seed, None, whole)]
+        return settings + [("--batch-size", size, 1, whole) for size in self.batch_sizes]
