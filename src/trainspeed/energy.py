@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from functools import partial
 
-from .stats import median_of
+from .stats import median_of, steady_epochs
 
 # The seeds' recipe: what "is it worth it" is asked about is ten epochs of training.
 RECIPE_EPOCHS = 10
@@ -53,11 +53,6 @@ def counter_delta(before: float, after: float, counter_range: float) -> float:
 def trapezoid(t0: float, w0: float, t1: float, w1: float) -> float:
     """Joules between two power readings, the power taken to change linearly between them."""
     return (w0 + w1) / 2 * (t1 - t0)
-
-
-def steady_epochs(count: int) -> range:
-    """The epochs the steady figures rest on: all but the first, or the only one (stats.first_and_steady)."""
-    return range(1, count) if count > 1 else range(count)
 
 
 def figures(epoch_j: Sequence[float], epoch_s: Sequence[float], images_per_epoch: int, trace: Sequence[Sample],

@@ -17,8 +17,13 @@ def first_and_steady(epoch_s: Sequence[float]) -> tuple[float, float]:
     if not epoch_s:
         raise ValueError("no epochs were timed")
     first = float(epoch_s[0])
-    rest = epoch_s[1:] or epoch_s
-    return first, float(statistics.median(rest))
+    return first, float(statistics.median(epoch_s[i] for i in steady_epochs(len(epoch_s))))
+
+
+def steady_epochs(count: int) -> range:
+    """The epochs the steady figures rest on, out of `count`: all but the first, or the only one.
+    The steady time and the steady energy both use it, so they describe the same epochs."""
+    return range(1, count) if count > 1 else range(count)
 
 
 def images_per_second(images: int, seconds: float) -> float:
