@@ -96,7 +96,7 @@ def sgd_steps(network: nn.Module, optimizer: torch.optim.Optimizer, steps: int =
 
 @pytest.mark.parametrize("chosen", [{"forward": "onednn", "input gradient": "onednn", "weight gradient": "mkl-nt"},
                                     {"input gradient": "onednn", "weight gradient": "onednn"},
-                                    {"weight gradient": "mkl-nn"}], ids=label)
+                                    {"forward": "mkl-nt", "weight gradient": "mkl-nn"}], ids=label)
 def test_training_with_tuned_layers_gives_the_same_weights(chosen):
     stock, tuned = mlp(), mlp()
     # An optimizer built before the swap: the tuned layers must hold the very parameters it updates.
@@ -164,7 +164,7 @@ def with_costs(monkeypatch, clock: FakeClock, costs_ms: dict[str, dict[str, floa
     monkeypatch.setattr(kernels, "CANDIDATES", registry)
 
 
-COSTS_MS = {"forward": {"mkl": 5.9, "onednn": 3.9},
+COSTS_MS = {"forward": {"mkl": 5.9, "mkl-nt": 4.4, "onednn": 3.9},
             "input gradient": {"mkl": 2.0, "onednn": 2.0},  # a tie: stock stays
             "weight gradient": {"mkl": 9.9, "mkl-nn": 9.5, "mkl-nt": 2.1, "onednn": 3.2}}
 
@@ -203,7 +203,7 @@ def test_a_tight_budget_goes_to_the_biggest_layer_first(monkeypatch):
     clock = FakeClock()
     with_costs(monkeypatch, clock, COSTS_MS)
     tuning = tune(nn.Sequential(nn.Linear(4, 4), nn.Linear(64, 64)), 5, budget_s=0.1, clock=clock)
-    assert tuning.notes[0] == "linear 64->64 forward: onednn 3.90 ms vs mkl 5.90 ms; onednn chosen"
+    assert tuning.notes[0] == "linear 64->64 forward: onednn 3.90 ms vs mkl-nt 4.40 ms vs mkl 5.90 ms; onednn chosen"
     assert tuning.notes[-1] == "linear 4->4 weight gradient: not measured (trial budget spent); mkl kept"
 
 
@@ -213,7 +213,7 @@ def test_a_candidate_that_disagrees_is_dropped(monkeypatch):
               "forward": ("onednn", lambda x, w, b: x.mm(w.t()))}  # forgets the bias
     with_costs(monkeypatch, clock, COSTS_MS, broken)
     tuning = tune(nn.Sequential(nn.Linear(24, 16)), 5, budget_s=100, clock=clock)
-    assert tuning.choices["linear 24->16 forward"] == "mkl"
+    assert tuning.choices["linear 24->16 forward"] == "mkl-nt"  # the fastest that agrees
     assert tuning.choices["linear 24->16 weight gradient"] == "onednn"
     assert "; onednn dropped: differs from mkl by" in tuning.notes[0]
     assert tuning.notes[2].endswith("; onednn chosen; mkl-nt dropped: gives a non-contiguous result")
@@ -249,7 +249,7 @@ def test_choose_without_margins_takes_the_fastest():
 def test_apply_sets_known_choices_and_defaults_the_rest():
     network = mlp()
     apply(network, {"linear 48->40 forward": "onednn", "linear 48->40 weight gradient": "no-such-kernel",
-                    "linear 40->30 forward": "mkl-nt", "linear 99->1 forward": "onednn"})
+                    "linear 40->30 input gradient": "mkl-nt", "linear 99->1 forward": "onednn"})
     assert network[1].kernels == {"forward": "onednn", "input gradient": "mkl", "weight gradient": "mkl"}
     assert network[3].stock and network[5].stock
     assert isinstance(network[1], nn.Linear) and network[1].out_features == 40

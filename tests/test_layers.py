@@ -1,7 +1,8 @@
+import pytest
 import torch
 from torch import nn
 
-from trainspeed.layers import Dropout, keep_threshold, random_words, word_bits
+from trainspeed.layers import Dropout, keep_threshold, mask_from_words, random_words, word_bits
 from trainspeed.models import create_model
 
 
@@ -27,6 +28,24 @@ def test_narrow_words_fill_every_value_uniformly():
     expected = like.numel() / 256  # 1,024 per value
     assert counts.min().item() > expected - 5 * expected**0.5 and counts.max().item() < expected + 5 * expected**0.5
     assert abs((words < keep_threshold(0.25, 8)).double().mean().item() - 0.75) < 0.005
+
+
+@pytest.mark.parametrize("rate, dtype", [(0.25, torch.int8), (0.5, torch.int8), (1 - 3 / 2**12, torch.int16),
+                                         (0.2, torch.int32)])
+def test_mask_keeps_exactly_the_words_below_the_threshold(rate, dtype):
+    bits = torch.iinfo(dtype).bits
+    if bits <= 16:  # every word there is
+        words = torch.arange(-2**(bits - 1), 2**(bits - 1)).to(dtype)
+    else:  # the threshold's neighbourhood and the ends
+        threshold = keep_threshold(rate, bits)
+        words = torch.tensor([-2**31, threshold - 2, threshold - 1, threshold, threshold + 1, 2**31 - 1], dtype=dtype)
+    mask = mask_from_words(words, rate)
+    expected = torch.where(words.long() < keep_threshold(rate, bits), 1 / (1 - rate), 0.0).float()
+    assert mask.dtype == torch.float32 and torch.equal(mask, expected)
+    if bits <= 16:
+        assert (mask > 0).sum().item() == round((1 - rate) * 2**bits)  # the rate, exactly
+    # Under bf16 autocast the mask takes the activations' type; 16-bit words are not exact there.
+    assert torch.equal(mask_from_words(words, rate, torch.bfloat16), expected.to(torch.bfloat16))
 
 
 def test_random_words_are_uniform_and_follow_the_layout():

@@ -40,13 +40,28 @@ def keep_threshold(rate: float, bits: int = 32) -> int:
     return -2**(bits - 1) + round((1.0 - rate) * 2**bits)
 
 
+def mask_from_words(words: torch.Tensor, rate: float, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """1/(1-rate) where a word is below keep_threshold, 0 elsewhere, laid out like `words`.
+
+    On the CPU a comparison and a bool-to-float cast each cost about 0.1 ms on the cnn's first
+    mask (0.26M values), as much as drawing the words. Words of 8 or 16 bits are exact in float32,
+    where the same test is three fast in-place steps: threshold - word is at least 1 for a kept word
+    and at most 0 otherwise, so clamping it to [0, 1] gives the keep indicator exactly.
+    """
+    bits = words.element_size() * 8
+    scale = 1.0 / (1.0 - rate)
+    if bits > 16:  # float32 cannot hold every 32-bit word: compare the words themselves
+        return (words < keep_threshold(rate, bits)).to(dtype).mul_(scale)
+    kept = words.to(torch.float32).neg_().add_(keep_threshold(rate, bits)).clamp_(0.0, 1.0)
+    return kept.to(dtype).mul_(scale)
+
+
 class _MaskedScale(torch.autograd.Function):
     """x * mask, with the mask (0 or 1/(1-rate)) saved for the backward pass."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, rate: float) -> torch.Tensor:
-        bits = word_bits(rate)
-        mask = (random_words(x, bits) < keep_threshold(rate, bits)).to(x.dtype).mul_(1.0 / (1.0 - rate))
+        mask = mask_from_words(random_words(x, word_bits(rate)), rate, x.dtype)
         ctx.save_for_backward(mask)
         return x * mask
 
