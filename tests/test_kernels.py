@@ -255,6 +255,18 @@ def test_apply_sets_known_choices_and_defaults_the_rest():
     assert isinstance(network[1], nn.Linear) and network[1].out_features == 40
 
 
+@pytest.mark.parametrize("batch", [1, 5])
+def test_every_forward_kernel_gives_a_fresh_tensor_an_in_place_relu_may_change(batch):
+    # One row transposed is already contiguous: a kernel returning that view broke ReLU(inplace=True).
+    for name in CANDIDATES["forward"]:
+        stock = random_linear(12, 7)
+        tuned = TunedLinear.from_linear(copy.deepcopy(stock), {"forward": name})
+        x = torch.randn(batch, 12)
+        got = torch.relu_(tuned(x.clone().requires_grad_()))
+        got.sum().backward()
+        torch.testing.assert_close(got, torch.relu(stock(x)), msg=name)
+
+
 def test_bf16_autocast_takes_the_stock_path():
     stock = random_linear(32, 16)
     tuned = TunedLinear.from_linear(copy.deepcopy(stock), dict.fromkeys(PRODUCTS, "onednn"))

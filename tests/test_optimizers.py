@@ -91,3 +91,48 @@ def test_device_step_gives_the_keras_update_with_the_step_count_on_the_device():
         torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-7)
     second.reset_state()
     assert second.steps_taken == 0 and second.state[graph_safe[0]]["exp_avg"].abs().sum() == 0
+
+
+class AdamStep(KerasAdam):
+    """KerasAdam with every step through torch.optim.Adam.step, as before its direct fused call."""
+
+    def _plain_fused_work(self):
+        return None
+
+
+def adam_run(optimizer_class, steps: int = 20, hook: bool = False):
+    torch.manual_seed(7)
+    weights = [torch.nn.Parameter(torch.randn(64, 30)), torch.nn.Parameter(torch.randn(64))]
+    optimizer = optimizer_class(weights)
+    seen = []
+    if hook:
+        optimizer.register_step_post_hook(lambda *arguments: seen.append(1))
+    for t in range(steps):
+        for weight in weights:
+            weight.grad = torch.randn_like(weight) * (1e-7 if t % 2 else 1.0)
+        optimizer.step()
+    return [w.detach() for w in weights], optimizer, seen
+
+
+def test_the_direct_fused_step_is_adam_step_to_the_bit():
+    direct, optimizer, _ = adam_run(KerasAdam)
+    through_adam, reference, _ = adam_run(AdamStep)
+    assert all(torch.equal(a, b) for a, b in zip(direct, through_adam, strict=True))
+    assert optimizer._plain_fused_work() is not None  # after the first step, the direct call ran
+    assert [s["step"].item() for s in optimizer.state.values()] == [20.0, 20.0]
+    for mine, theirs in zip(optimizer.state.values(), reference.state.values(), strict=True):
+        assert all(torch.equal(mine[k], theirs[k]) for k in ("exp_avg", "exp_avg_sq"))
+
+
+def test_step_hooks_still_run_around_the_direct_step():
+    weights, optimizer, seen = adam_run(KerasAdam, steps=1, hook=True)
+    assert optimizer._plain_fused_work() is not None
+    before = len(seen)
+    for _ in range(4):
+        for weight in optimizer.param_groups[0]["params"]:
+            weight.grad = torch.ones_like(weight)
+        optimizer.step()
+    assert len(seen) == before + 4
+    amsgrad = KerasAdam([torch.nn.Parameter(torch.ones(3))])
+    amsgrad.param_groups[0]["amsgrad"] = True
+    assert amsgrad._plain_fused_work() == []  # no gradients yet: nothing to do either way

@@ -49,7 +49,41 @@ class KerasAdam(torch.optim.Adam):
         self.steps_taken += 1
         for group in self.param_groups:
             group["eps"] = self.keras_eps / math.sqrt(1.0 - group["betas"][1] ** self.steps_taken)
-        return super().step(closure)
+        work = self._plain_fused_work() if closure is None else None
+        if work is None:
+            return super().step(closure)
+        with torch.no_grad():
+            for group, params, grads, states in work:
+                steps = [state["step"] for state in states]
+                torch._foreach_add_(steps, 1)
+                torch._fused_adam_(params, grads, [state["exp_avg"] for state in states],
+                                   [state["exp_avg_sq"] for state in states], [], steps, lr=group["lr"],
+                                   beta1=group["betas"][0], beta2=group["betas"][1], weight_decay=0.0,
+                                   eps=group["eps"], amsgrad=False, maximize=False)
+        return None
+
+    def _plain_fused_work(self) -> list[tuple[dict, list, list, list]] | None:
+        """Each group's parameters, gradients and states for the fused kernel, when Adam.step would
+        do nothing but call it: a plain fused group, every state made, one device and type.
+
+        Adam.step's Python around that one call (its checks and bookkeeping for options these
+        models never use) took 0.4 ms of the cnn's 17 ms CPU step. The call and its arguments are
+        Adam's own, so the result is the same to the bit; anything else goes through Adam.step.
+        Step hooks still run: torch.optim wraps this class's own `step` with them.
+        """
+        work = []
+        for group in self.param_groups:
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            plain = (group["fused"] and not group["amsgrad"] and not group["maximize"] and not group["capturable"]
+                     and not group["differentiable"] and group["weight_decay"] == 0 and isinstance(group["lr"], float))
+            states = [self.state.get(p) for p in params]
+            if not plain or not all(states) or len({(p.device, p.dtype) for p in params}) > 1 \
+                    or any(p.grad.is_sparse for p in params):
+                return None
+            work.append((group, params, [p.grad for p in params], states))
+        return work
 
     def initialize_state(self) -> None:
         """Create the moment buffers and step counts now, as PyTorch's Adam would on its first step."""

@@ -1,14 +1,13 @@
 """Linear layers whose three GEMMs use the kernels measured fastest on this machine.
 
-A dense layer's training step is three matrix products: the forward y = x W^T + b, the input
-gradient gy W and the weight gradient gy^T x. PyTorch runs all three on MKL, whose fp32 GEMMs are
-tuned for Intel: on an AMD EPYC the ann's weight gradient took 9.9 ms per step and its first
-forward 5.9 ms, where oneDNN did that forward in 3.9. Which library (and which operand
-orientation) wins depends on the vendor, the core count and the shapes, so, as cuDNN's benchmark
-mode does for convolutions, `tune` times every candidate on the layer's real shapes at the start
-of a case, outside timed epochs, and keeps the fastest. It is never slower than stock nn.Linear:
-today's kernels ("mkl") are always candidates, the reference every other one must agree with,
-and the choice whenever no other wins by a clear margin; a layer left all "mkl" runs F.linear.
+A dense layer's training step is three matrix products: the forward y = x W^T + b, the input gradient
+gy W and the weight gradient gy^T x. PyTorch runs all three on MKL, whose fp32 GEMMs are tuned for
+Intel: on an AMD EPYC the ann's weight gradient took 9.9 ms per step and its first forward 5.9 ms,
+where oneDNN did that forward in 3.9. Which library (and operand orientation) wins depends on the
+vendor, the cores and the shapes, so, as cuDNN's benchmark mode does for convolutions, `tune` times
+every candidate on the layer's real shapes at the start of a case, outside timed epochs, and keeps
+the fastest. Never slower than stock nn.Linear: its kernels ("mkl") are always candidates, the
+reference the others must agree with, and the choice unless another wins by a clear margin.
 """
 
 from __future__ import annotations
@@ -40,9 +39,9 @@ def forward_mkl(x, weight, bias):
 
 
 def forward_mkl_nt(x, weight, bias):
-    # (W x^T + b)^T: the GEMM's other orientation (faster for the cnn's dense layer), then a copy of the small result.
+    # (W x^T + b)^T, then a copy even of one row: .contiguous() gives a view there, which ReLU_ may not change.
     product = weight.mm(x.t()) if bias is None else torch.addmm(bias.unsqueeze(1), weight, x.t())
-    return product.t().contiguous()
+    return product.t().clone(memory_format=torch.contiguous_format)
 
 
 def forward_onednn(x, weight, bias):
