@@ -34,6 +34,31 @@ def test_a_few_steps_reduce_the_loss(name):
     assert after.loss < 0.8 * before.loss
 
 
+def test_images_stored_channels_last_train_the_cnn_to_the_same_bits():
+    images, labels = learnable_data(count=96)
+    data = DeviceData.from_arrays(images, labels, images, labels, torch.device("cpu"))
+    stored = data.train_images_as(torch.channels_last)
+    assert stored.is_contiguous(memory_format=torch.channels_last) and torch.equal(stored, data.train_images)
+    assert data.train_images_as(torch.channels_last) is stored  # copied once
+    assert data.train_images_as(torch.contiguous_format) is data.train_images
+    assert data.train_images_as(None) is data.train_images
+    weights = []
+    for pixels in (data.train_images, stored):
+        torch.manual_seed(0)
+        spec = create_model("cnn", SHAPE, 2)
+        optimizer = spec.make_optimizer(spec.network.parameters())
+        train_epoch(spec, optimizer, pixels, data.train_labels, batch_size=32,
+                    generator=torch.Generator().manual_seed(0))
+        weights.append([p.detach() for p in spec.network.parameters()])
+    assert all(torch.equal(a, b) for a, b in zip(*weights, strict=True))
+
+
+def test_images_off_the_cpu_keep_their_layout():
+    on_meta = torch.empty(4, 3, 8, 8, dtype=torch.uint8, device="meta")
+    data = DeviceData(on_meta, torch.empty(4, device="meta"), on_meta, torch.empty(4, device="meta"))
+    assert data.train_images_as(torch.channels_last) is on_meta
+
+
 def test_progress_is_reported_and_partial_batch_is_kept():
     images, labels = learnable_data(count=70)
     data = DeviceData.from_arrays(images, labels, images, labels, torch.device("cpu"))

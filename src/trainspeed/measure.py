@@ -140,7 +140,7 @@ def _layout(config: RunConfig, key: CaseKey, data: Dataset, on_device: DeviceDat
     if not create_model(model, data.image_shape, data.num_classes).convolutional:
         return None, None
     seconds = {name: layout.step_seconds(lambda fmt: _build(model, data, device, fmt, config.seed, kernels), fmt,
-                                         on_device.train_images, on_device.train_labels,
+                                         on_device.train_images_as(fmt), on_device.train_labels,
                                          key.workload.batch_size, key.workload.precision, timer, graphs)
                for name, fmt in layout.LAYOUTS.items()}
     chosen, why = layout.choose(seconds)
@@ -153,13 +153,14 @@ def _train(config: RunConfig, key: CaseKey, repeat: int, data: Dataset, on_devic
            kernels_chosen: dict[str, str] | None) -> tuple[Measurement, ModelSpec]:
     work = key.workload
     batch, mode = work.batch_size, work.precision
-    images, labels = on_device.train_images, on_device.train_labels
-    steps = steps_per_epoch(len(images), batch)
+    labels = on_device.train_labels
+    steps = steps_per_epoch(len(labels), batch)
     timer = Timer(synchronize=lambda: devices.synchronize(device))
-    graphs = uses_graphs(config, device, len(images), batch)
+    graphs = uses_graphs(config, device, len(labels), batch)
     kernels, kernel_choice, tuning_s = _kernels(key, data, device, kernels_chosen)
     memory_format, layout_choice = _layout(config, key, data, on_device, device, timer, graphs, layout_chosen,
                                            kernels)
+    images = on_device.train_images_as(memory_format)
     utilization: list[float] = []
 
     def report(step: int, total: int, loss: float, accuracy: float) -> None:

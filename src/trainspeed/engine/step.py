@@ -7,7 +7,7 @@ of the bytes a float copy would and keeps the host out of the loop.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
 import numpy as np
@@ -31,6 +31,7 @@ class DeviceData:
     train_labels: torch.Tensor
     test_images: torch.Tensor
     test_labels: torch.Tensor
+    _laid_out: dict[torch.memory_format, torch.Tensor] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_arrays(cls, train_images, train_labels, test_images, test_labels, device: torch.device) -> DeviceData:
@@ -38,6 +39,20 @@ class DeviceData:
             return torch.from_numpy(np.ascontiguousarray(array)).to(device)
 
         return cls(move(train_images), move(train_labels), move(test_images), move(test_labels))
+
+    def train_images_as(self, memory_format: torch.memory_format | None) -> torch.Tensor:
+        """The training images, stored in the layout the model's activations use (a copy made once).
+
+        A batch gathered from them is then laid out as `as_input` returns it, and scaling it is a
+        plain cast instead of a transposing one: 0.06 vs 0.15 ms per cnn batch on the CPU. A GPU
+        casts either way in a few microseconds, and the copy would cost its memory: kept as it is.
+        """
+        images = self.train_images
+        if memory_format in (None, torch.contiguous_format) or images.ndim != 4 or images.device.type != "cpu":
+            return images
+        if memory_format not in self._laid_out:
+            self._laid_out[memory_format] = images.contiguous(memory_format=memory_format)
+        return self._laid_out[memory_format]
 
 
 def as_input(images: torch.Tensor, memory_format: torch.memory_format = torch.contiguous_format) -> torch.Tensor:
