@@ -57,9 +57,7 @@ def main() -> None:
     torch.manual_seed(0)
     spec = create_model(args.model, (3, 32, 32), 10)
     optimizer = spec.make_optimizer(spec.network.parameters())
-    probe = create_model(args.model, (3, 32, 32), 10)
-    tuning = kernels.tune(probe.network, args.batch, optimizer=probe.make_optimizer(probe.network.parameters()))
-    kernels.apply(spec.network, tuning.choices)
+    tuning = kernels.tune(spec.network, args.batch, optimizer=optimizer)  # in place, the same parameters
     fuse_updates(spec.network, optimizer, tuning.choices)
     count = (30 + args.steps + 100) * args.batch
     images = torch.randint(0, 256, (count, 3, 32, 32), dtype=torch.uint8)
