@@ -42,6 +42,10 @@ def test_images_stored_channels_last_train_the_cnn_to_the_same_bits():
     assert data.train_images_as(torch.channels_last) is stored  # copied once
     assert data.train_images_as(torch.contiguous_format) is data.train_images
     assert data.train_images_as(None) is data.train_images
+    data.keep_only_layout(torch.channels_last)
+    assert data.train_images_as(torch.channels_last) is stored  # the chosen layout's copy is kept
+    data.keep_only_layout(torch.contiguous_format)
+    assert data.train_images_as(torch.channels_last) is not stored  # freed, so made again
     weights = []
     for pixels in (data.train_images, stored):
         torch.manual_seed(0)

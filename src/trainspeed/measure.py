@@ -161,6 +161,7 @@ def _train(config: RunConfig, key: CaseKey, repeat: int, data: Dataset, on_devic
     memory_format, layout_choice = _layout(config, key, data, on_device, device, timer, graphs, layout_chosen,
                                            kernels)
     images = on_device.train_images_as(memory_format)
+    on_device.keep_only_layout(memory_format)
     utilization: list[float] = []
 
     def report(step: int, total: int, loss: float, accuracy: float) -> None:

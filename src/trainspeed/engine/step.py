@@ -54,6 +54,11 @@ class DeviceData:
             self._laid_out[memory_format] = images.contiguous(memory_format=memory_format)
         return self._laid_out[memory_format]
 
+    def keep_only_layout(self, memory_format: torch.memory_format | None) -> None:
+        """Free the copies a layout probe made for layouts the case did not choose (150 MB for CIFAR-10)."""
+        for other in [fmt for fmt in self._laid_out if fmt != memory_format]:
+            del self._laid_out[other]
+
 
 def as_input(images: torch.Tensor, memory_format: torch.memory_format = torch.contiguous_format) -> torch.Tensor:
     """The seeds' preprocessing: uint8 pixels scaled by 1/255, laid out as the model wants."""
