@@ -53,3 +53,17 @@ def test_unreadable_results_name_the_file(tmp_path, content, message):
     with pytest.raises(ResultsError, match=message) as error:
         RunResult.read(path)
     assert str(path) in str(error.value)
+
+
+def test_an_older_files_mfu_over_one_is_read_as_left_out(tmp_path):
+    result = sample_result()
+    path = result.write(tmp_path / "results.json")
+    data = json.loads(path.read_text())
+    data["cases"][0]["mfu"] = 1.1624693335619598  # as 0.3.0 wrote it, beside its warning
+    data["cases"][0]["warnings"] = ["MFU 116%: training beat the measured matmul peak, so that peak was measured low"]
+    data["cases"][1]["mfu"] = 0.25
+    path.write_text(json.dumps(data))
+    again = RunResult.read(path)
+    assert again.cases[0].mfu is None and again.cases[1].mfu == 0.25
+    assert again.cases[0].warnings == ["no MFU shown: training ran at 116% of the measured matmul peak, so that "
+                                       "peak was measured low (another load during its measurement?)"]

@@ -14,6 +14,7 @@ from .cases import CaseKey
 from .data_parallel import devices_in, group_of, scaling_efficiency
 from .machine import stalls
 from .results import CaseResult, Failure, InferenceFigures, Measurement
+from .schema import mfu_left_out
 from .stats import images_per_second, median_of, speedup, spread
 
 # What a case takes from its first successful repeat (the others contribute their timings).
@@ -110,7 +111,7 @@ def _roofline(first: Measurement, key: CaseKey, steady_epoch_s: float, peaks: di
 def roofline(flops_per_step: float, bytes_per_step: float, train_images: int, batch_size: int,
              steady_epoch_s: float, peaks: dict) -> dict:
     """Achieved FLOP/s, MFU and the floor epoch, with `warnings` where the measured epoch shows a
-    measured peak to be low: then the floor is no floor, and is left out rather than printed."""
+    measured peak to be low: then the MFU (over 100%) and the floor are not figures, and are left out."""
     steps = train_images / batch_size  # the last partial batch counts for its share
     achieved = flops_per_step * steps / steady_epoch_s
     mfu = flops.model_flops_utilization(achieved, peaks["matmul_flops_per_s"])
@@ -118,7 +119,8 @@ def roofline(flops_per_step: float, bytes_per_step: float, train_images: int, ba
                                 peaks["matmul_flops_per_s"], peaks["bandwidth_bytes_per_s"])
     warnings = []
     if mfu > 1:
-        warnings.append(f"MFU {mfu:.0%}: training beat the measured matmul peak, so that peak was measured low")
+        warnings.append(mfu_left_out(mfu))
+        mfu = None
     if floor > steady_epoch_s:
         warnings.append(f"no floor shown: the epoch ({steady_epoch_s:.3g} s) beat the floor computed from the "
                         f"measured peaks ({floor:.3g} s), so a peak was measured low (caches may hold the weights)")

@@ -130,15 +130,32 @@ def load(path: Path) -> tuple[dict, Path]:
     return data, path
 
 
+def mfu_left_out(mfu: float) -> str:
+    """Why a case shows no MFU: above 100%, it measures the peak's reading, not the hardware."""
+    return (f"no MFU shown: training ran at {mfu:.0%} of the measured matmul peak, "
+            f"so that peak was measured low (another load during its measurement?)")
+
+
 def upgraded(data: dict[str, Any]) -> dict[str, Any]:
-    """Schema 1 kept the image shape only with the data set; every case of a run shares it."""
+    """A file of an older schema as this one reads it. Schema 1 kept the image shape only with the
+    data set (every case of a run shares it). Versions up to 0.3.0 stored an MFU over 1 with a warning;
+    it is left out, as they are now."""
     dataset = data.get("dataset")
     cases = data.get("cases")
-    if data["schema_version"] >= 2 or not isinstance(dataset, dict) or not isinstance(cases, list):
+    if not isinstance(cases, list):
         return data
-    shape = dataset.get("image_shape", [])
-    return {**data, "cases": [{"image_shape": shape, **case} if isinstance(case, dict) else case
-                              for case in cases]}
+    if data["schema_version"] < 2 and isinstance(dataset, dict):
+        shape = dataset.get("image_shape", [])
+        cases = [{"image_shape": shape, **case} if isinstance(case, dict) else case for case in cases]
+    return {**data, "cases": [_without_mfu_beyond_peak(case) for case in cases]}
+
+
+def _without_mfu_beyond_peak(case: Any) -> Any:
+    mfu = case.get("mfu") if isinstance(case, dict) else None
+    if not isinstance(mfu, (int, float)) or isinstance(mfu, bool) or not mfu > 1:
+        return case
+    kept = [w for w in case.get("warnings", []) if not (isinstance(w, str) and "training beat the measured" in w)]
+    return {**case, "mfu": None, "warnings": [*kept, mfu_left_out(mfu)]}
 
 
 def check_record(result, source: str) -> None:
