@@ -136,6 +136,12 @@ def _train(config: RunConfig, key: CaseKey, repeat: int, backend: Backend, devic
     if model.count_params() != counts["params"]:
         raise AssertionError(f"the Keras {work.model} has {model.count_params():,} parameters, trainspeed's "
                              f"{counts['params']:,}: the two would not train the same model")
+    warmed = config.epochs == 1 and config.warmup_steps > 0
+    if warmed:
+        # A lone epoch would otherwise carry the tracing and compiling of Keras's step: the same
+        # untimed warm-up steps as trainspeed's engine takes before its one epoch.
+        warm_up(keras, model, x_train, y_train, work.batch_size, config.warmup_steps, timer)
+        progress.message(f"{label}: untimed warm-up steps done, timing one epoch")
     gpu = tuple(counts["gpu"]) if counts.get("gpu") else None
     with PowerLog(meter_for(device, config.cpu_watts, gpu)) as meter:
         clock = epoch_clock(keras, timer, progress, label, config.epochs, steps, meter)
@@ -156,7 +162,7 @@ def _train(config: RunConfig, key: CaseKey, repeat: int, backend: Backend, devic
     epoch_s = tuple(timer.records["epoch"])
     first_epoch_s, steady_epoch_s = first_and_steady(epoch_s)
     warnings = validity.warnings_for(_Device(device), _Device(device), before, after)
-    if config.epochs == 1:
+    if config.epochs == 1 and not warmed:
         warnings.append(f"a single {work.engine} epoch includes tracing and compiling its step "
                         f"({timer.records['first step'][0]:.2f} s for the first step): use --epochs 2 or more "
                         "for a steady figure")
@@ -180,6 +186,38 @@ def _train(config: RunConfig, key: CaseKey, repeat: int, backend: Backend, devic
         device_name=counts.get("device_name", ""), cpu_threads=config.cpu_threads or _usable_cores(),
         stalled_s=round(watch.stalled_s, 3) if watch is not None else None,
         engine_versions=backend.versions(), engine_devices=tuple(backend.devices()))
+
+
+def warm_up(keras, model, x_train: np.ndarray, y_train: np.ndarray, batch_size: int, steps: int,
+            timer: Timer) -> None:
+    """Train `steps` batches (and a last partial one where the epoch ends in one: a new shape to
+    trace), the first step timed as in a timed epoch, then put back the weights and the optimizer's
+    state as they were: the timed epoch starts from the seed's model with its step compiled."""
+    optimizer = model.optimizer
+    optimizer.build(model.trainable_variables)
+    weights = model.get_weights()
+    state = [np.array(variable) for variable in optimizer.variables]
+    count = min(steps, len(x_train) // batch_size) * batch_size + len(x_train) % batch_size
+
+    class FirstStep(keras.callbacks.Callback):
+        # As EpochClock: the first step ends when the second begins, or when training ends.
+        def on_train_batch_begin(self, batch, logs=None):
+            if batch == 0:
+                self.clock = timer.measure("first step")
+                self.clock.__enter__()
+            elif batch == 1:
+                self.on_train_end()
+
+        def on_train_end(self, logs=None):
+            if getattr(self, "clock", None) is not None:
+                self.clock.__exit__(None, None, None)
+                self.clock = None
+
+    model.fit(x_train[:count], y_train[:count], batch_size=batch_size, epochs=1, shuffle=False, verbose=0,
+              callbacks=[FirstStep()])
+    model.set_weights(weights)
+    for variable, value in zip(optimizer.variables, state, strict=True):
+        variable.assign(value)
 
 
 def _inference(model, x_test: np.ndarray, timer: Timer, backend: Backend):
