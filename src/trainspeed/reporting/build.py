@@ -167,13 +167,12 @@ def _repeats_table(comparison: Comparison) -> Table | None:
     cases = [(key, column, case) for key, column, case in _measured(comparison) if len(case.repeats) > 1]
     if not cases:
         return None
-    precision = comparison.shows_precision()
-    rows = [[key.model, column, str(key.batch_size)] + ([key.precision] if precision else []) + [
-             ", ".join(seconds_cell(r.steady_epoch_s) for r in case.repeats), seconds_cell(case.steady_epoch_s),
-             f"{case.steady_cv:.1%}" if case.steady_cv is not None else "-", "noisy" if case.noisy else "ok"]
+    rows = [_lead(comparison, key) + [column, ", ".join(seconds_cell(r.steady_epoch_s) for r in case.repeats),
+                                      seconds_cell(case.steady_epoch_s),
+                                      f"{case.steady_cv:.1%}" if case.steady_cv is not None else "-",
+                                      "noisy" if case.noisy else "ok"]
             for key, column, case in cases]
-    headers = ["model", "device", "batch"] + (["precision"] if precision else []) + [
-        "steady s/epoch of each repeat", "median", "CV", "spread"]
+    headers = _lead_headers(comparison) + ["device", "steady s/epoch of each repeat", "median", "CV", "spread"]
     return Table(headers, rows, "every repeat, trained from the same seed in a fresh process",
                  text_columns=len(headers) - 4)
 
@@ -188,12 +187,16 @@ def _comparison_tables(comparison: Comparison) -> list[Table]:
         if not keys:
             continue
         unit = "images/s" if per_image else "s/epoch"
-        headers = ["model", "data", "batch", "precision"] + [f"{column} {unit}" for column in comparison.columns]
+        told_apart = (["engine"] if comparison.shows_engine() else []) + (["ranks"] if comparison.shows_ranks() else [])
+        headers = ["model", "data", "batch", "precision", *told_apart]
+        headers += [f"{column} {unit}" for column in comparison.columns]
         headers += [f"{column} speedup" for column in others]
         rows = []
         for key in keys:
             cells = comparison.rows[key]
             row = [key.model, key.dataset, str(key.batch_size), key.precision]
+            row += ([key.engine] if comparison.shows_engine() else []) + (
+                [f"{key.world_size} {key.backend}" if key.backend else "-"] if comparison.shows_ranks() else [])
             for column in comparison.columns:
                 case = cells.get(column)
                 if case is None:
@@ -208,7 +211,7 @@ def _comparison_tables(comparison: Comparison) -> list[Table]:
         caption = (f"steady seconds per epoch, and speedup over {comparison.baseline}" if not per_image else
                    f"the files trained on different numbers of images, so their epochs are not compared: images/s, "
                    f"of how many images, and the speedup per image over {comparison.baseline}")
-        tables.append(Table(headers, rows, caption, text_columns=4))
+        tables.append(Table(headers, rows, caption, text_columns=4 + len(told_apart)))
     return tables
 
 

@@ -34,9 +34,8 @@ def save(figure: Figure, path: Path) -> Path:
 
 def row_label(key: Workload, comparison: Comparison) -> str:
     """A group of bars: the model, each axis that varies, and 'per image' where epochs are not compared."""
-    label = f"{key.model}\nbatch {key.batch_size}" if len(comparison.batch_sizes()) > 1 else key.model
-    label = f"{label}\n{key.precision}" if comparison.shows_precision() else label
-    return f"{label}\nper image" if comparison.per_image(key) else label
+    per_image = ["per image"] if comparison.per_image(key) else []
+    return "\n".join([key.model, *comparison.distinctions(key), *per_image])
 
 
 def _legend_name(comparison: Comparison, column: str) -> str:
@@ -124,7 +123,7 @@ def learning_curves_chart(comparison: Comparison, key: Workload, path: Path) -> 
         axes.spines[["top", "right"]].set_visible(False)
         axes.grid(alpha=0.3)
     accuracy_axes.legend(title="device", frameon=False)
-    subject = f"{key.model}, batch {key.batch_size}" + (f", {key.precision}" if comparison.shows_precision() else "")
+    subject = ", ".join([key.model, *comparison.distinctions(key, batch=True)])
     figure.suptitle(f"{subject}: the devices should learn the same thing" if len(cases) > 1
                     else f"{subject}: training loss and accuracy")
     return save(figure, path)

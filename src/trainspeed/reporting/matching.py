@@ -111,6 +111,13 @@ class Comparison:
         """Whether precision must be named: several were measured, or one other than fp32."""
         return self.precisions() not in ([], ["fp32"])
 
+    def distinctions(self, key: Workload, batch: bool = False) -> list[str]:
+        """What tells a row apart from others of its model, as a label names it: the batch size
+        (always with `batch`), precision, engine and ranks where they vary."""
+        return ([f"batch {key.batch_size}"] if batch or len(self.batch_sizes()) > 1 else []) + (
+            [key.precision] if self.shows_precision() else []) + (
+            [engine_name(key.engine)] if self.shows_engine() else []) + ([key.ranks()] if key.backend else [])
+
     def is_cpu(self, column: str) -> bool:
         return self.column_sources[column][1] == "cpu"
 

@@ -57,13 +57,15 @@ def chart_blocks(comparison: Comparison, found, data, out_dir: Path) -> list[Ima
     taken: set[str] = set()
     for key in comparison.rows:
         name = _slug(key.model + (f"-batch-{key.batch_size}" if several_batches else "")
-                     + (f"-{key.precision}" if comparison.shows_precision() else ""))
+                     + (f"-{key.precision}" if comparison.shows_precision() else "")
+                     + (f"-{key.engine}" if comparison.shows_engine() else ""))
         # Rows that differ in data set or image counts alone would otherwise overwrite each other's chart.
         name = next(n for n in (name if i == 1 else f"{name}-{i}" for i in range(1, len(taken) + 2)) if n not in taken)
         taken.add(name)
         path = charts.learning_curves_chart(comparison, key, out_dir / f"learning_{name}.png")
         if path:
-            subject = key.model + (f" in {key.precision}" if comparison.shows_precision() else "")
+            told_apart = comparison.distinctions(key)
+            subject = f"{key.model} ({', '.join(told_apart)})" if told_apart else key.model
             several = sum(1 for case in comparison.rows[key].values() if case.ok and case.history) > 1
             images.append(Image(path, f"learning curves of the {subject}", "Training loss and accuracy per epoch"
                                 + ("; the devices' curves should follow each other." if several else ".")))
@@ -80,21 +82,23 @@ def _accuracy_pictures(comparison: Comparison, data, out_dir: Path) -> list[Imag
         # One picture per model: the first batch size's first successful case.
         key = next(k for k in comparison.rows if k.model == model)
         chosen = _pick_case(comparison.rows[key], ("sample_predictions",))
+        told_apart = comparison.distinctions(key)
+        trained = f"{model} ({', '.join(told_apart)})" if told_apart else model
         if sample is not None and chosen:
             column, case = chosen
             path = charts.prediction_grid_chart(
                 sample, data.sample_labels, case.sample_predictions, data.classes,
-                f"The {model} trained on {column}: test images, true and guessed class",
+                f"The {trained} trained on {column}: test images, true and guessed class",
                 out_dir / f"predictions_{_slug(model)}.png")
-            images.append(Image(path, f"test images with the {model}'s predictions",
+            images.append(Image(path, f"test images with the {trained}'s predictions",
                                 "Wrong guesses are framed and titled in red."))
         chosen = _pick_case(comparison.rows[key], ("confusion_matrix",))
         if chosen:
             column, case = chosen
             path = charts.confusion_chart(case.confusion_matrix, data.classes,
-                                          f"{model} on {column}: test accuracy {case.test_accuracy:.1%}",
+                                          f"{trained} on {column}: test accuracy {case.test_accuracy:.1%}",
                                           out_dir / f"confusion_{_slug(model)}.png")
-            images.append(Image(path, f"confusion matrix of the {model}",
+            images.append(Image(path, f"confusion matrix of the {trained}",
                                 "Rows: the true class; columns: the guess. The diagonal is right."))
     return images
 
