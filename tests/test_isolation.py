@@ -289,3 +289,42 @@ def test_start_up_is_measured_part_by_part(tmp_path):
     assert "### Start-up cost" in markdown and "| Python + imports s |" in markdown
     in_process = trainspeed.run(models=["mlp:1"], out=None, isolate=False, **QUICK).cases[0].startup
     assert in_process.process_s is None and in_process.data_s > 0 and in_process.first_step_s > 0
+
+
+def test_a_child_ends_soon_after_its_parent_is_killed():
+    waiting, held_open = os.pipe()  # the child's job never arrives, and its input never closes
+    parent_code = ("import subprocess, sys, time; fd = int(sys.argv[1]); "
+                   "child = subprocess.Popen([sys.executable, '-m', 'trainspeed.isolation'], stdin=fd, "
+                   "pass_fds=(fd,)); "
+                   "print(child.pid, flush=True); time.sleep(120)")
+    parent = subprocess.Popen([sys.executable, "-c", parent_code, str(waiting)], pass_fds=(waiting,),
+                              stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(SRC)})
+    child = int(parent.stdout.readline())
+    try:
+        time.sleep(1.0)
+        assert _running(child)  # alive while its parent is
+        parent.kill()
+        parent.wait()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and _running(child):
+            time.sleep(0.1)
+        if _running(child):
+            pytest.fail("the child outlived its killed parent by 10 s")
+    finally:
+        os.close(waiting)
+        os.close(held_open)
+
+
+def _running(pid: int) -> bool:
+    """Whether `pid` still runs; one that ended but waits to be reaped (a zombie, as an orphan may be
+    where nobody reaps) does not."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True

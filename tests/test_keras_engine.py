@@ -35,6 +35,13 @@ def test_a_missing_package_is_named_with_its_install_line(monkeypatch):
     reason = backends.missing("keras-jax")
     assert reason is not None and "jax" in reason and 'pip install "trainspeed[keras-jax]"' in reason
     assert backends.engines_installed()["keras-jax"] == reason
+    from rich.console import Console
+
+    from trainspeed.reporting.terminal import engines_table
+
+    console = Console(width=200, record=True)
+    console.print(engines_table(backends.engines_installed()))
+    assert 'pip install "trainspeed[keras-jax]"' in console.export_text()  # not read as markup
 
 
 def test_unknown_or_repeated_engines_and_a_time_budget_with_keras_are_refused():

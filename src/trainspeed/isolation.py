@@ -272,9 +272,24 @@ def _answer(outcome: Measurement | Failure, process_s: float, waited_s: float) -
     return {"measurement": asdict(outcome)}
 
 
+def _exit_with_parent(interval_s: float = 0.5) -> None:
+    """End this process once its parent is gone (killed, say): nobody would read its answer, and its
+    load would spoil the cases of a run resumed straight away. Without this it ran on until its next
+    progress line met the closed pipe."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(interval_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 def main() -> int:
     # Ctrl-C reaches the whole process group; the parent decides what happens to this work.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _exit_with_parent()
     events = os.fdopen(os.dup(sys.stdout.fileno()), "w")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     progress = EventProgress(events)

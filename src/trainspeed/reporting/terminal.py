@@ -37,7 +37,8 @@ def engines_table(engines: dict[str, str]) -> Table:
     table.add_column("here")
     table.add_row("trainspeed", "built in: PyTorch, tuned per device")
     for engine, state in engines.items():
-        table.add_row(engine, state if state.startswith("installed") else f"[yellow]{state}[/]")
+        # The install line's "trainspeed[keras-jax]" would otherwise be read as Rich markup and vanish.
+        table.add_row(engine, escape(state) if state.startswith("installed") else f"[yellow]{escape(state)}[/]")
     return table
 
 

@@ -79,7 +79,7 @@ def _against(comparison: Comparison, key, column: str) -> str | None:
         return None
     unit = "image" if found.per_image else "epoch"
     clauses = [f"trains {subject(comparison, key, training=True)} {faster_or_slower(found.ratio)} "
-               f"than {comparison.short(comparison.baseline)}"]
+               f"than {comparison.short(comparison.baseline)}" + (" per image" if found.per_image else "")]
     if not found.per_image:
         saved = base.steady_epoch_s - other.steady_epoch_s
         clauses[0] += (f" ({seconds_phrase(saved)} saved per epoch" if saved >= 0
