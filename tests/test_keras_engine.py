@@ -177,6 +177,10 @@ def test_compare_matches_engines_across_machines():
     assert rows["keras-tensorflow"]["server:cpu"].steady_epoch_s == 20.0
     assert comparison.speedup(next(k for k in comparison.rows if k.engine == "trainspeed"), "server:cpu") == 2.0
     assert any("keras-jax" in reason for reason in comparison.not_comparable)
+    # Keras/JAX ran on the laptop alone: not compared across machines, still set beside the laptop's own engine.
+    effects = {(effect.engine, effect.column): effect.speedup for effect in engine_effects(comparison)}
+    assert effects == {("keras-tensorflow", "laptop:cpu"): 1.6, ("keras-jax", "laptop:cpu"): 2.0,
+                       ("keras-tensorflow", "server:cpu"): 1.6}
 
 
 @pytest.mark.skipif(not installed["keras-torch"], reason="keras is not installed")

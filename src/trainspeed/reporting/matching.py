@@ -66,6 +66,8 @@ class Comparison:
     sources: list[tuple[str | None, RunResult]]
     not_comparable: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # Rows of one file only, kept out of the comparison: one run's engines still compare among themselves.
+    set_aside: dict[Workload, dict[str, CaseResult]] = field(default_factory=dict)
 
     @property
     def single_machine(self) -> bool:
@@ -166,11 +168,12 @@ def compare(labelled: list[tuple[str | None, RunResult]], baseline: str | None =
     chosen = _baseline(columns, sources, baseline)
     rows = _merge_image_counts(by_workload, sources, labels)
     not_comparable = []
+    set_aside = {}
     if multi:
         for key, cells in list(rows.items()):
             if len({sources[column][0] for column in cells}) < 2:
                 not_comparable.append(_why_alone(key, cells, sources, by_workload))
-                del rows[key]
+                set_aside[key] = rows.pop(key)
         if not rows:
             raise ConfigError(
                 f"nothing to compare: no case in {', '.join(labels)} has the same model, data set, image shape, "
@@ -184,7 +187,7 @@ def compare(labelled: list[tuple[str | None, RunResult]], baseline: str | None =
                                      for label, (_, result) in zip(labels, labelled, strict=True)))
     ordered = dict(sorted(rows.items(), key=lambda item: _row_order(item[0], rows)))
     kept = list(zip(labels, (result for _, result in labelled), strict=True))
-    return Comparison(columns, names, sources, ordered, chosen, kept, not_comparable, notes)
+    return Comparison(columns, names, sources, ordered, chosen, kept, not_comparable, notes, set_aside)
 
 
 def _distinct(labelled: list[tuple[str | None, RunResult]]) -> tuple[list[tuple[str | None, RunResult]], list[str]]:

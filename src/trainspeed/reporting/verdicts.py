@@ -100,19 +100,19 @@ class EngineEffect:
 def engine_effects(comparison: Comparison) -> list[EngineEffect]:
     """trainspeed's engine against each Keras backend, device by device: speed and test accuracy."""
     found = []
-    for key, cells in comparison.rows.items():
+    every_row = {**comparison.rows, **comparison.set_aside}
+    for key, cells in every_row.items():
         if key.engine != "trainspeed":
             continue
         for column, ours in cells.items():
             if not (ours.ok and ours.steady_epoch_s):
                 continue
-            theirs = {}
-            for engine in comparison.engines():
-                case = comparison.rows.get(replace(key, engine=engine), {}).get(column)
-                # The same case on another engine: the engine is the only thing that differs.
-                if (engine != "trainspeed" and case is not None and case.ok and case.steady_epoch_s
-                        and replace(case.workload, engine="trainspeed") == ours.workload):
-                    theirs[engine] = case
+            # The same case on another engine: the engine is the only thing that differs. Looked for
+            # by the cases' own workloads: a compare may file the two under rows of other image counts.
+            theirs = {case.workload.engine: case for other, other_cells in every_row.items()
+                      if other.engine != "trainspeed" and (case := other_cells.get(column)) is not None
+                      and case.ok and case.steady_epoch_s
+                      and replace(case.workload, engine="trainspeed") == ours.workload}
             if not theirs:
                 continue
             fastest = min(theirs, key=lambda engine: theirs[engine].steady_epoch_s)
