@@ -98,6 +98,10 @@ def test_every_repeat_of_a_case_times_the_layout_its_first_repeat_chose(monkeypa
     assert [r.memory_format for r in case.repeats] == [first[0], first[0]]
     assert case.repeats[1].kernels == kernels and case.repeats[1].startup.tuning_s is None
     assert case.repeats[0].startup.tuning_s > 0
+    # The layout trial is start-up too, in the total; a repeat handed the layout pays none.
+    first_startup = case.repeats[0].startup
+    assert first_startup.layout_s > 0 and case.repeats[1].startup.layout_s is None
+    assert first_startup.total_s >= first_startup.tuning_s + first_startup.layout_s
 
 
 def test_a_layout_handed_on_is_used_as_it_is():
@@ -114,3 +118,17 @@ def test_a_layout_handed_on_is_used_as_it_is():
                                                 layout_chosen=chosen)
     assert (measured.memory_format, measured.layout_choice) == chosen
     assert spec.memory_format == torch.contiguous_format
+
+
+def test_no_kernels_are_tried_where_autocast_runs_its_own():
+    from trainspeed import measure, plan
+    from trainspeed.cases import CaseKey
+
+    config = plan.make_config(models=["ann"], dataset="synthetic", limit=64, epochs=2, synthetic_shape=(8, 8, 1))
+    data, _ = plan.load_data(config)
+    bf16 = CaseKey(plan.workload(data, "ann", 32, "bf16"), "cpu")
+    assert measure._kernels(bf16, data, torch.device("cpu"), None) == (
+        None, ("none tried: in bf16 the linear layers run autocast's own kernels",), None)
+    fp32 = CaseKey(plan.workload(data, "ann", 32, "fp32"), "cpu")
+    choices, _, seconds = measure._kernels(fp32, data, torch.device("cpu"), None)
+    assert set(choices) >= {"linear 64->3000 forward"} and seconds > 0

@@ -117,6 +117,8 @@ def _kernels(key: CaseKey, data: Dataset, device: torch.device,
         return None, (), None
     if chosen is not None:
         return chosen, ("chosen by the case's first repeat",), None
+    if precision.matmul_dtype(key.workload.precision) != torch.float32:
+        return None, (f"none tried: in {key.workload.precision} the linear layers run autocast's own kernels",), None
     probe = create_model(key.workload.model, data.image_shape, data.num_classes)
     tuning = cpu_kernels.tune(probe.network, key.workload.batch_size,
                               optimizer=probe.make_optimizer(probe.network.parameters()))
@@ -158,8 +160,9 @@ def _train(config: RunConfig, key: CaseKey, repeat: int, data: Dataset, on_devic
     timer = Timer(synchronize=lambda: devices.synchronize(device))
     graphs = uses_graphs(config, device, len(labels), batch)
     kernels, kernel_choice, tuning_s = _kernels(key, data, device, kernels_chosen)
-    memory_format, layout_choice = _layout(config, key, data, on_device, device, timer, graphs, layout_chosen,
-                                           kernels)
+    with timer.measure("layout trial") as layout_trial:
+        memory_format, layout_choice = _layout(config, key, data, on_device, device, timer, graphs, layout_chosen,
+                                               kernels)
     images = on_device.train_images_as(memory_format)
     on_device.keep_only_layout(memory_format)
     utilization: list[float] = []
@@ -199,7 +202,9 @@ def _train(config: RunConfig, key: CaseKey, repeat: int, data: Dataset, on_devic
                   steps_per_epoch=steps, memory_format=layout.layout_name(spec.memory_format) if convolutional
                   else None, layout_choice=layout_choice if convolutional else None, device_name=device_label(device),
                   cpu_threads=torch.get_num_threads(), kernels=kernels, kernel_choice=kernel_choice)
-    startup = replace(startup, tuning_s=tuning_s)
+    # Its steps pay the kernels' first calls (oneDNN's and cuDNN's choices) before the case's first step does.
+    probed = layout_chosen is None and memory_format is not None
+    startup = replace(startup, tuning_s=tuning_s, layout_s=layout_trial.seconds if probed else None)
     if config.time_budget_s:
         steps_seen = EpochSteps(spec, optimizer, images, labels, batch, torch.Generator().manual_seed(config.seed),
                                 mode, graph)

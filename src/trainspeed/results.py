@@ -42,6 +42,7 @@ class StartupCost:
     data_s: float | None = None  # reading the data set and copying it to the device
     build_s: float | None = None  # building the model and its optimizer on the device (Keras: and compiling it)
     tuning_s: float | None = None  # choosing the CPU's kernels by measurement (engine/kernels.py)
+    layout_s: float | None = None  # choosing the activation layout by timing steps of each (engine/layout.py)
     graph_record_s: float | None = None  # recording the CUDA graph (with its untrained warm-up steps)
     first_step_s: float | None = None  # lazy initialization, kernel selection, first allocations
     steady_step_s: float | None = None  # one step once warm, for scale
@@ -55,8 +56,8 @@ class StartupCost:
     @property
     def total_s(self) -> float:
         """Everything paid before steady training: the parts, plus the first step beyond a steady one."""
-        parts = (self.process_s, self.import_s, self.data_s, self.build_s, self.tuning_s, self.graph_record_s,
-                 self.first_step_extra_s)
+        parts = (self.process_s, self.import_s, self.data_s, self.build_s, self.tuning_s, self.layout_s,
+                 self.graph_record_s, self.first_step_extra_s)
         return sum(part for part in parts if part is not None)
 
 

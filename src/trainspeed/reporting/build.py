@@ -148,10 +148,9 @@ def _startup_table(comparison: Comparison) -> Table | None:
     def cell(value: float | None) -> str:
         return seconds_cell(value) if value is not None else "-"
 
-    # Recording a CUDA graph is its own column where any case recorded one.
-    # Recording a CUDA graph, importing Keras and tuning CPU kernels are columns where any case paid them.
+    # Importing Keras, tuning CPU kernels, the layout trial, recording a CUDA graph: columns where any case paid.
     optional = [(name, part) for name, part in (("Keras import", "import_s"), ("kernel tuning", "tuning_s"),
-                                                ("CUDA graph record", "graph_record_s"))
+                                                ("layout trial", "layout_s"), ("CUDA graph record", "graph_record_s"))
                 if any(getattr(case.startup, part) is not None for _, _, case in cases)]
     rows = [_lead(comparison, key) + [column, cell(s.process_s), cell(s.data_s), cell(s.build_s)]
             + [cell(getattr(s, part)) for _, part in optional]
