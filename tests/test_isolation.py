@@ -16,7 +16,7 @@ from trainspeed.cases import CaseKey, Workload
 from trainspeed.errors import ResultsError
 from trainspeed.fold import fold_case
 from trainspeed.reporting.build import write_report
-from trainspeed.reporting.comparison import compare
+from trainspeed.reporting.comparison import compare, headlines
 from trainspeed.results import CaseResult, Failure, Measurement, RunResult
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -223,6 +223,9 @@ def test_time_budget_projects_and_labels_the_figure(tmp_path):
     assert case.images_per_s == pytest.approx(6400 / case.steady_epoch_s)
     markdown = write_report(compare([(None, result)]), tmp_path)[0].read_text()
     assert f"projected from {case.measured_steps} steps" in markdown and "has no accuracy" in markdown
+    # The headline says so too, not only the table.
+    assert any("per epoch (" in line and f"projected by --time-budget from the CPU's {case.measured_steps:,} steps"
+               in line for line in headlines(compare([(None, result)])))
 
 
 def test_a_generous_budget_runs_the_case_in_full():

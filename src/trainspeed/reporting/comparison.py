@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 
 from ..results import CaseResult
 from .matching import Comparison, Pace, compare, engine_name, machine_label, pace
-from .units import capital, faster_or_slower, load_note, seconds_phrase
+from .units import capital, caveats, faster_or_slower, seconds_phrase
 from .verdicts import EngineEffect, PrecisionEffect, difference_half_width, engine_effects, precision_effects
 
 # Callers have always found these here; they live with the matching and the verdicts.
@@ -83,8 +83,9 @@ def image_counts(case: CaseResult, other: CaseResult) -> str:
 
 
 def _load(comparison: Comparison, cases: list[tuple[str, CaseResult]]) -> str:
-    """'; the CPU was measured while other programs used the CPU: …' for the cases measured under load."""
-    note = load_note([comparison.short(column) for column, case in cases if case.under_load])
+    """'; the CPU was measured while other programs used the CPU: …' for the cases measured under load,
+    after the cases whose time a budget projected."""
+    note = caveats([(comparison.short(column), case) for column, case in cases])
     return f"; {note}" if note else ""
 
 

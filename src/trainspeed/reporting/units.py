@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import math
 import re
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..results import CaseResult
 
 LOAD_ADVICE = "close other programs, set --cpu-threads, or use --repeats"
 
@@ -75,6 +79,20 @@ def load_note(names: list[str]) -> str:
     verb, their = ("was", "its") if len(names) == 1 else ("were", "their")
     return (f"{' and '.join(names)} {verb} measured while other programs used the CPU: {their} time is too high; "
             f"{LOAD_ADVICE}")
+
+
+def caveats(cases: list[tuple[str, CaseResult]]) -> str:
+    """What qualifies a sentence's figures, by the name each case goes by: times projected by a time
+    budget ('projected by --time-budget from the CPU's 10 steps'), then load; '' for neither."""
+    steps: dict[str, list[str]] = {}
+    for name, case in cases:
+        if case.projected:
+            steps.setdefault(name, []).append(f"{case.measured_steps:,}")
+    projected = " and ".join(f"{name}'s {' and '.join(counts)} steps" for name, counts in steps.items())
+    loaded = list(dict.fromkeys(name for name, case in cases if case.under_load))
+    notes = ([f"projected by --time-budget from {projected}"] if projected else []) + (
+        [load_note(loaded)] if loaded else [])
+    return "; ".join(notes)
 
 
 def money(amount: float, currency: str = "") -> str:

@@ -9,7 +9,7 @@ from ..cases import Workload
 from ..results import CaseResult
 from ..stats import difference_half_width, speedup
 from .matching import Comparison, engine_name
-from .units import capital, faster_or_slower, load_note, seconds_phrase
+from .units import capital, caveats, faster_or_slower, seconds_phrase
 
 
 def beyond_noise(points: float | None, noise: float | None) -> bool:
@@ -48,7 +48,7 @@ def precision_effects(comparison: Comparison) -> list[PrecisionEffect]:
             if not (base.ok and case.ok and base.steady_epoch_s and case.steady_epoch_s):
                 continue
             ratio = speedup(base.steady_epoch_s, case.steady_epoch_s)
-            load = load_note([comparison.short(column)] if case.under_load or base.under_load else [])
+            load = caveats([(comparison.short(column), case), (comparison.short(column), base)])
             sentence = (f"{comparison.who(column)} trains the {key.model} {faster_or_slower(ratio)} in {key.precision} "
                         f"than in fp32 ({seconds_phrase(case.steady_epoch_s)} vs {seconds_phrase(base.steady_epoch_s)} "
                         f"per epoch{'; ' + load if load else ''})")
@@ -118,7 +118,7 @@ def engine_effects(comparison: Comparison) -> list[EngineEffect]:
             fastest = min(theirs, key=lambda engine: theirs[engine].steady_epoch_s)
             for engine, case in theirs.items():
                 ratio = speedup(case.steady_epoch_s, ours.steady_epoch_s)
-                load = load_note([comparison.short(column)] if case.under_load or ours.under_load else [])
+                load = caveats([(comparison.short(column), case), (comparison.short(column), ours)])
                 best = "; the fastest Keras backend here" if engine == fastest and len(theirs) > 1 else ""
                 sentence = (f"trainspeed's engine trains the {key.model} {faster_or_slower(ratio)} than "
                             f"{engine_name(engine)} on {comparison.who(column)} "
