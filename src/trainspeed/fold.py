@@ -114,6 +114,10 @@ def roofline(flops_per_step: float, bytes_per_step: float, train_images: int, ba
     measured peak to be low: then the MFU (over 100%) and the floor are not figures, and are left out."""
     steps = train_images / batch_size  # the last partial batch counts for its share
     achieved = flops_per_step * steps / steady_epoch_s
+    if peaks.get("under_load"):
+        return dict(achieved_flops_per_s=achieved, mfu=None, floor_epoch_s=None,
+                    warnings=["no MFU or floor shown: the device's peaks were measured while other programs used the "
+                              "CPU, three times, so they read low; run again on a quiet machine"])
     mfu = flops.model_flops_utilization(achieved, peaks["matmul_flops_per_s"])
     floor = flops.epoch_floor_s(flops.StepCost(flops_per_step, bytes_per_step), steps,
                                 peaks["matmul_flops_per_s"], peaks["bandwidth_bytes_per_s"])
