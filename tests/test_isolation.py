@@ -331,3 +331,20 @@ def _running(pid: int) -> bool:
         except ProcessLookupError:
             return False
         return True
+
+
+def test_a_difference_inside_overlapping_noisy_ranges_is_said_to_be_no_result():
+    noisy = fold_case(CNN, [Measurement(i + 1, steady, epoch_s=(12.0, steady), first_epoch_s=12.0)
+                            for i, steady in enumerate((10.0, 11.0, 12.0))], repeats_wanted=3, epochs=2)
+
+    def run(steadies: tuple[float, ...], when: str) -> RunResult:
+        repeats = [Measurement(i + 1, steady, epoch_s=(12.0, steady), first_epoch_s=12.0)
+                   for i, steady in enumerate(steadies)]
+        return RunResult("0.3.0", when, {}, {}, cases=[fold_case(CNN, repeats, repeats_wanted=3, epochs=2)])
+
+    first = RunResult("0.3.0", "then", {}, {}, cases=[noisy])
+    overlapping = headlines(compare([("a", first), ("b", run((11.5, 11.6, 11.7), "now"))]))
+    assert overlapping[0].endswith("(11.6 s vs 11.0 s per epoch; their steady epochs ranged 11.5 s to 11.7 s and "
+                                   "10.0 s to 12.0 s, overlapping, so the difference is not a result).")
+    apart = headlines(compare([("a", first), ("b", run((6.0, 6.1, 6.2), "now"))]))
+    assert apart[0].endswith("(6.10 s vs 11.0 s per epoch).")

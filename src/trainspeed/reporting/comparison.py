@@ -67,9 +67,22 @@ def headlines(comparison: Comparison) -> list[str]:
                             f"{image_counts(other, base)}, so epochs are not compared{load})")
             else:
                 verdict += (f" ({seconds_phrase(other.steady_epoch_s)} vs {seconds_phrase(base.steady_epoch_s)} "
-                            f"per epoch{load})")
+                            f"per epoch{load}{_within_noise(other, base)})")
             sentences.append(capital(f"{where}{comparison.who(column)} trains the {key.model}{at_batch} {verdict}."))
     return sentences
+
+
+def _within_noise(case: CaseResult, other: CaseResult) -> str:
+    """'; their noisy ranges overlap (…), so the difference is not a result', where it is so."""
+    ranges = (case.steady_min_s, case.steady_max_s, other.steady_min_s, other.steady_max_s)
+    if not (case.noisy or other.noisy) or None in ranges:
+        return ""
+    low, high, other_low, other_high = ranges
+    if low > other_high or other_low > high:
+        return ""
+    return (f"; their steady epochs ranged {seconds_phrase(low)} to {seconds_phrase(high)} and "
+            f"{seconds_phrase(other_low)} to {seconds_phrase(other_high)}, overlapping, so the difference is not "
+            f"a result")
 
 
 def image_counts(case: CaseResult, other: CaseResult) -> str:
