@@ -200,18 +200,19 @@ model.optimizer.build(model.trainable_variables)  # Adam's moments, made as zero
 state = [np.array(v) for v in model.optimizer.variables]
 x = np.random.rand(70, 8, 8, 1).astype("float32"); y = np.random.randint(0, 3, 70)
 timer = Timer()
-warm_up(keras, model, x, y, 32, 50, timer)
+trained = warm_up(keras, model, x, y, 32, 50, timer)
 same = all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
 kept = all(np.array_equal(a, np.array(b)) for a, b in zip(state, model.optimizer.variables))
-print(same, int(np.array(model.optimizer.iterations)), len(state) > 2 and kept, len(timer.records["first step"]))
+steps = int(np.array(model.optimizer.iterations))
+print(trained, same, steps, len(state) > 2 and kept, len(timer.records["first step"]))
 """
     printed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                              env={**os.environ, "KERAS_BACKEND": "torch"}).stdout.strip().splitlines()[-1]
     # Trained three steps (two whole batches and the last partial one), then put back as built.
-    assert printed == "True 0 True 1"
+    assert printed == "3 True 0 True 1"
     result = trainspeed.run(models=["mlp:1"], devices=["cpu"], dataset="synthetic", limit=96, epochs=1,
                             synthetic_shape=(8, 8, 1), engines=["keras-torch"], out=str(tmp_path / "out"),
                             inference=False)
     lone = result.case("mlp:1", "cpu", engine="keras-torch")
-    assert lone.ok and len(lone.epoch_s) == 1 and lone.startup.first_step_s > 0
+    assert lone.ok and len(lone.epoch_s) == 1 and lone.startup.first_step_s > 0 and lone.warmup_steps == 3
     assert not any("single keras-torch epoch" in warning for warning in lone.warnings)

@@ -136,12 +136,12 @@ def _train(config: RunConfig, key: CaseKey, repeat: int, backend: Backend, devic
     if model.count_params() != counts["params"]:
         raise AssertionError(f"the Keras {work.model} has {model.count_params():,} parameters, trainspeed's "
                              f"{counts['params']:,}: the two would not train the same model")
-    warmed = config.epochs == 1 and config.warmup_steps > 0
-    if warmed:
+    warmup_steps = 0
+    if config.epochs == 1 and config.warmup_steps > 0:
         # A lone epoch would otherwise carry the tracing and compiling of Keras's step: the same
         # untimed warm-up steps as trainspeed's engine takes before its one epoch.
-        warm_up(keras, model, x_train, y_train, work.batch_size, config.warmup_steps, timer)
-        progress.message(f"{label}: untimed warm-up steps done, timing one epoch")
+        warmup_steps = warm_up(keras, model, x_train, y_train, work.batch_size, config.warmup_steps, timer)
+        progress.message(f"{label}: {warmup_steps} untimed warm-up steps done, timing one epoch")
     gpu = tuple(counts["gpu"]) if counts.get("gpu") else None
     with PowerLog(meter_for(device, config.cpu_watts, gpu)) as meter:
         clock = epoch_clock(keras, timer, progress, label, config.epochs, steps, meter)
@@ -162,7 +162,7 @@ def _train(config: RunConfig, key: CaseKey, repeat: int, backend: Backend, devic
     epoch_s = tuple(timer.records["epoch"])
     first_epoch_s, steady_epoch_s = first_and_steady(epoch_s)
     warnings = validity.warnings_for(_Device(device), _Device(device), before, after)
-    if config.epochs == 1 and not warmed:
+    if config.epochs == 1 and not warmup_steps:
         warnings.append(f"a single {work.engine} epoch includes tracing and compiling its step "
                         f"({timer.records['first step'][0]:.2f} s for the first step): use --epochs 2 or more "
                         "for a steady figure")
@@ -176,7 +176,7 @@ def _train(config: RunConfig, key: CaseKey, repeat: int, backend: Backend, devic
         sample_predictions=predicted[:SAMPLE_IMAGES].tolist(), steps_per_epoch=steps, params=model.count_params(),
         flops_per_step=counts.get("flops_per_step"), bytes_per_step=counts.get("bytes_per_step"),
         peak_memory_bytes=peak_memory_bytes, peak_host_memory_bytes=validity.peak_host_memory_bytes(),
-        inference=answering, energy=meter.figures(list(epoch_s), len(x_train)),
+        inference=answering, energy=meter.figures(list(epoch_s), len(x_train)), warmup_steps=warmup_steps,
         other_cpu_load=validity.other_cpu_load(before, after),
         under_load=validity.under_load(_Device(device), before, after), warnings=tuple(warnings),
         startup=replace(startup, build_s=built.seconds, first_step_s=timer.records["first step"][0],
@@ -189,10 +189,11 @@ def _train(config: RunConfig, key: CaseKey, repeat: int, backend: Backend, devic
 
 
 def warm_up(keras, model, x_train: np.ndarray, y_train: np.ndarray, batch_size: int, steps: int,
-            timer: Timer) -> None:
+            timer: Timer) -> int:
     """Train `steps` batches (and a last partial one where the epoch ends in one: a new shape to
     trace), the first step timed as in a timed epoch, then put back the weights and the optimizer's
-    state as they were: the timed epoch starts from the seed's model with its step compiled."""
+    state as they were: the timed epoch starts from the seed's model with its step compiled.
+    Returns the steps trained."""
     optimizer = model.optimizer
     optimizer.build(model.trainable_variables)
     weights = model.get_weights()
@@ -218,6 +219,7 @@ def warm_up(keras, model, x_train: np.ndarray, y_train: np.ndarray, batch_size: 
     model.set_weights(weights)
     for variable, value in zip(optimizer.variables, state, strict=True):
         variable.assign(value)
+    return -(-count // batch_size)
 
 
 def _inference(model, x_test: np.ndarray, timer: Timer, backend: Backend):
