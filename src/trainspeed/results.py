@@ -33,9 +33,7 @@ class EpochRecord:
 @dataclass(frozen=True)
 class StartupCost:
     """What a case paid once before training at full speed: what a one-epoch notebook timing includes.
-
-    Every part is None where it was not paid separately (in-process runs share the imports).
-    """
+    Every part is None where it was not paid separately (in-process runs share the imports)."""
 
     process_s: float | None = None  # from launching Python to torch and trainspeed imported
     import_s: float | None = None  # a Keras engine: importing Keras and its backend
