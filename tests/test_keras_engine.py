@@ -216,3 +216,21 @@ print(trained, same, steps, len(state) > 2 and kept, len(timer.records["first st
     lone = result.case("mlp:1", "cpu", engine="keras-torch")
     assert lone.ok and len(lone.epoch_s) == 1 and lone.startup.first_step_s > 0 and lone.warmup_steps == 3
     assert not any("single keras-torch epoch" in warning for warning in lone.warnings)
+
+
+def test_charts_and_tables_name_the_engine_wherever_engines_are_mixed(tmp_path):
+    from trainspeed.reporting.build import write_report
+    from trainspeed.reporting.charts import row_label
+
+    laptop = _engines_result(0.748)
+    comparison = compare([(None, laptop)])
+    assert [row_label(key, comparison) for key in comparison.rows] == [
+        "cnn\ntrainspeed's engine", "cnn\nKeras/TensorFlow", "cnn\nKeras/JAX"]
+    markdown = write_report(comparison, tmp_path / "one")[0].read_text()
+    for name in ("trainspeed's engine", "Keras/TensorFlow", "Keras/JAX"):
+        assert f"learning curves of the cnn ({name})" in markdown
+    server = _engines_result(0.748)
+    server.environment["hostname"] = "server"
+    markdown = write_report(compare([("laptop", laptop), ("server", server)]), tmp_path / "two")[0].read_text()
+    assert "| model | data | batch | precision | engine | laptop:cpu s/epoch |" in markdown
+    assert "| cnn | cifar10 | 32 | fp32 | keras-jax |" in markdown
