@@ -128,16 +128,22 @@ def _measured(comparison: Comparison) -> list[tuple[Workload, str, CaseResult]]:
 
 def _lead(comparison: Comparison, key: Workload) -> list[str]:
     """The cells that tell a row's cases apart: the model, and each axis that varies."""
-    ranks = f"{key.world_size} {key.backend}" if key.backend else "-"
     return [key.model] + ([str(key.batch_size)] if len(comparison.batch_sizes()) > 1 else []) + (
-        [key.precision] if comparison.shows_precision() else []) + (
-        [key.engine] if comparison.shows_engine() else []) + ([ranks] if comparison.shows_ranks() else [])
+        [key.precision] if comparison.shows_precision() else []) + _engine_and_ranks(comparison, key)
 
 
 def _lead_headers(comparison: Comparison) -> list[str]:
     return ["model"] + (["batch"] if len(comparison.batch_sizes()) > 1 else []) + (
-        ["precision"] if comparison.shows_precision() else []) + (
-        ["engine"] if comparison.shows_engine() else []) + (["ranks"] if comparison.shows_ranks() else [])
+        ["precision"] if comparison.shows_precision() else []) + _engine_and_ranks_headers(comparison)
+
+
+def _engine_and_ranks(comparison: Comparison, key: Workload) -> list[str]:
+    ranks = f"{key.world_size} {key.backend}" if key.backend else "-"
+    return ([key.engine] if comparison.shows_engine() else []) + ([ranks] if comparison.shows_ranks() else [])
+
+
+def _engine_and_ranks_headers(comparison: Comparison) -> list[str]:
+    return (["engine"] if comparison.shows_engine() else []) + (["ranks"] if comparison.shows_ranks() else [])
 
 
 def _startup_table(comparison: Comparison) -> Table | None:
@@ -186,16 +192,14 @@ def _comparison_tables(comparison: Comparison) -> list[Table]:
         if not keys:
             continue
         unit = "images/s" if per_image else "s/epoch"
-        told_apart = (["engine"] if comparison.shows_engine() else []) + (["ranks"] if comparison.shows_ranks() else [])
+        told_apart = _engine_and_ranks_headers(comparison)
         headers = ["model", "data", "batch", "precision", *told_apart]
         headers += [f"{column} {unit}" for column in comparison.columns]
         headers += [f"{column} speedup" for column in others]
         rows = []
         for key in keys:
             cells = comparison.rows[key]
-            row = [key.model, key.dataset, str(key.batch_size), key.precision]
-            row += ([key.engine] if comparison.shows_engine() else []) + (
-                [f"{key.world_size} {key.backend}" if key.backend else "-"] if comparison.shows_ranks() else [])
+            row = [key.model, key.dataset, str(key.batch_size), key.precision, *_engine_and_ranks(comparison, key)]
             for column in comparison.columns:
                 case = cells.get(column)
                 if case is None:

@@ -49,7 +49,7 @@ def headlines(comparison: Comparison) -> list[str]:
                 no_gpu = f"No GPU was measured on this machine{_reason(comparison)}."
                 if len(comparison.columns) == 1 and no_gpu not in sentences:
                     sentences.insert(0, no_gpu)
-                load = _load(comparison, [(comparison.baseline, base)])
+                load = _caveats(comparison, [(comparison.baseline, base)])
                 sentences.append(capital(f"{comparison.who(comparison.baseline)} trains the {key.model}{at_batch} in "
                                          f"{seconds_phrase(base.steady_epoch_s)} per epoch "
                                          f"({base.images_per_s:,.0f} images/s{load})."))
@@ -61,7 +61,7 @@ def headlines(comparison: Comparison) -> list[str]:
             other = cells[column]
             pace_word = faster_or_slower(found.ratio)
             verdict = f"{pace_word} than {comparison.who(comparison.baseline)}"
-            load = _load(comparison, [(column, other), (comparison.baseline, base)])
+            load = _caveats(comparison, [(column, other), (comparison.baseline, base)])
             if found.per_image:
                 verdict += (f" per image ({other.images_per_s:,.0f} vs {base.images_per_s:,.0f} images/s; "
                             f"{image_counts(other, base)}, so epochs are not compared{load})")
@@ -95,7 +95,7 @@ def image_counts(case: CaseResult, other: CaseResult) -> str:
     return "the runs " + " and ".join(parts)
 
 
-def _load(comparison: Comparison, cases: list[tuple[str, CaseResult]]) -> str:
+def _caveats(comparison: Comparison, cases: list[tuple[str, CaseResult]]) -> str:
     """'; the CPU was measured while other programs used the CPU: …' for the cases measured under load,
     after the cases whose time a budget projected."""
     note = caveats([(comparison.short(column), case) for column, case in cases])

@@ -120,6 +120,11 @@ class Comparison:
             [key.precision] if self.shows_precision() else []) + (
             [engine_name(key.engine)] if self.shows_engine() else []) + ([key.ranks()] if key.backend else [])
 
+    def named(self, key: Workload) -> str:
+        """A row's model as a caption names it: 'cnn (Keras/JAX)' where engines are mixed, else 'cnn'."""
+        told_apart = self.distinctions(key)
+        return f"{key.model} ({', '.join(told_apart)})" if told_apart else key.model
+
     def is_cpu(self, column: str) -> bool:
         return self.column_sources[column][1] == "cpu"
 

@@ -64,8 +64,7 @@ def chart_blocks(comparison: Comparison, found, data, out_dir: Path) -> list[Ima
         taken.add(name)
         path = charts.learning_curves_chart(comparison, key, out_dir / f"learning_{name}.png")
         if path:
-            told_apart = comparison.distinctions(key)
-            subject = f"{key.model} ({', '.join(told_apart)})" if told_apart else key.model
+            subject = comparison.named(key)
             several = sum(1 for case in comparison.rows[key].values() if case.ok and case.history) > 1
             images.append(Image(path, f"learning curves of the {subject}", "Training loss and accuracy per epoch"
                                 + ("; the devices' curves should follow each other." if several else ".")))
@@ -82,8 +81,7 @@ def _accuracy_pictures(comparison: Comparison, data, out_dir: Path) -> list[Imag
         # One picture per model: the first batch size's first successful case.
         key = next(k for k in comparison.rows if k.model == model)
         chosen = _pick_case(comparison.rows[key], ("sample_predictions",))
-        told_apart = comparison.distinctions(key)
-        trained = f"{model} ({', '.join(told_apart)})" if told_apart else model
+        trained = comparison.named(key)
         if sample is not None and chosen:
             column, case = chosen
             path = charts.prediction_grid_chart(
