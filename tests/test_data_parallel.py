@@ -14,7 +14,6 @@ import pytest
 import trainspeed
 from trainspeed.data_parallel import (
     Group,
-    cpu_threads_per_rank,
     global_batch,
     loss_weight,
     merged_seconds,
@@ -22,6 +21,7 @@ from trainspeed.data_parallel import (
     planned_groups,
     scaling_efficiency,
     shard,
+    threads_per_rank,
 )
 from trainspeed.errors import ConfigError
 
@@ -45,9 +45,13 @@ def test_groups_are_parsed_as_torchrun_users_name_them():
 def test_each_group_is_planned_after_its_one_device_reference_and_cores_are_split():
     groups = planned_groups(["cpu:2", "cpu:1", "cuda:2,3"], 4)
     assert groups == [Group("cpu", 1), Group("cpu", 2), Group("cuda", 1, (2,)), Group("cuda", 2, (2, 3))]
-    assert cpu_threads_per_rank(groups, 8, None) == 4  # the largest CPU group sets every CPU rank's share
-    assert cpu_threads_per_rank(groups, 8, 3) == 3
-    assert cpu_threads_per_rank([Group("cpu", 3)], 2, None) == 1
+    assert threads_per_rank(groups[0], groups, 8, None) == 4  # the largest CPU group sets every CPU rank's share
+    assert threads_per_rank(groups[1], groups, 8, 3) == 3
+    assert threads_per_rank(Group("cpu", 3), [Group("cpu", 3)], 2, None) == 1
+    # GPU ranks split the host's cores among themselves: eight ranks with every core each oversubscribe it.
+    assert threads_per_rank(groups[3], groups, 16, None) == 8
+    assert threads_per_rank(Group("cuda", 8, tuple(range(8))), [], 16, None) == 2
+    assert threads_per_rank(Group("cuda", 8, tuple(range(8))), [], 4, None) == 1
 
 
 def test_a_global_batch_splits_evenly_and_every_rank_steps():
@@ -175,3 +179,42 @@ def test_two_torchrun_nodes_on_one_host_train_one_case_and_rank_zero_alone_write
     assert case["energy"]["source"] == "estimate: --cpu-watts 40 W x time, summed over 2 machines"
     assert case["energy"]["average_w"] == pytest.approx(80.0)
     assert "2 ranks (gloo)" in outputs[written[0]] and "results:" not in outputs[1 - written[0]]
+
+
+def test_a_gpu_jobs_ranks_see_the_parents_boards_through_its_own_mask(monkeypatch, tmp_path):
+    """Under CUDA_VISIBLE_DEVICES=2,3 (as SLURM sets it) cuda:0,1 are boards 2 and 3, and each GPU rank
+    gets its share of the cores."""
+    from types import SimpleNamespace
+
+    from trainspeed import launch
+    from trainspeed.cases import CaseKey, Workload
+    from trainspeed.config import RunConfig
+
+    started = []
+
+    class Launcher:
+        def __init__(self, command, env, **_):
+            started.append(env)
+            self.stdout, self.pid = iter(()), 0
+
+        def wait(self, timeout=None):
+            return 1
+
+        def poll(self):
+            return 1
+
+    monkeypatch.setattr(launch.subprocess, "Popen", Launcher)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-aaaa,2,3")
+    work = Workload("mlp:1", "synthetic", (3, 8, 8), 40, 10, 32, "fp32", world_size=2, backend="nccl")
+    data = SimpleNamespace(name="synthetic", source="")
+    group = Group("cuda", 2, (1, 2))
+    failed = launch.measure_group(RunConfig(), CaseKey(work, "cuda:1,2"), 1, data, group,
+                                  threads_per_rank(group, [group], 16, None), progress=None)
+    assert started[0]["CUDA_VISIBLE_DEVICES"] == "2,3" and started[0]["OMP_NUM_THREADS"] == "8"
+    assert failed.reason.startswith("the data-parallel job")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-aaaa,MIG-bbbb")
+    launch.measure_group(RunConfig(), CaseKey(work, "cuda:0,1"), 1, data, Group("cuda", 2, (1, 0)), 8, None)
+    assert started[1]["CUDA_VISIBLE_DEVICES"] == "MIG-bbbb,GPU-aaaa"
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    launch.measure_group(RunConfig(), CaseKey(work, "cuda:0,1"), 1, data, Group("cuda", 2, (0, 1)), 8, None)
+    assert started[2]["CUDA_VISIBLE_DEVICES"] == "0,1"

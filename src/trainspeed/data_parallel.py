@@ -98,12 +98,16 @@ def planned_groups(specs: list[str], gpu_count: int) -> list[Group]:
     return groups
 
 
-def cpu_threads_per_rank(groups: list[Group], cores: int, asked: int | None) -> int:
-    """Threads for each CPU rank: `--cpu-threads` if given, else the cores split among the largest
-    CPU group's ranks, the same for every CPU group of the run so its sizes compare."""
+def threads_per_rank(group: Group, groups: list[Group], cores: int, asked: int | None) -> int:
+    """Threads for each of `group`'s ranks: `--cpu-threads` if given, else the cores split so that the
+    ranks together use each core once. A CPU rank's share comes from the largest CPU group of the run,
+    the same for every CPU group so that its sizes compare; a GPU rank's from its own group (its host
+    threads feed the GPU: eight ranks with every core each would oversubscribe the CPU eightfold)."""
     if asked:
         return asked
-    largest = max((group.world_size for group in groups if group.kind == "cpu"), default=1)
+    if group.kind != "cpu":
+        return max(1, cores // group.world_size)
+    largest = max((other.world_size for other in groups if other.kind == "cpu"), default=1)
     return max(1, cores // largest)
 
 

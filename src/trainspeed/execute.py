@@ -24,7 +24,7 @@ from .after_training import MODELS_FOLDER
 from .cases import CaseKey, varying_axes
 from .config import RunConfig
 from .data import Dataset
-from .data_parallel import cpu_threads_per_rank, first_device, group_of, planned_groups
+from .data_parallel import first_device, group_of, planned_groups, threads_per_rank
 from .dataset_info import DatasetInfo
 from .engine.step import DeviceData
 from .errors import ResultsError
@@ -141,7 +141,6 @@ def _run(config: RunConfig, console: Console | None, keep_models: bool, previous
     # Named once: a case that never measured (unsupported, failed) still says what the device is.
     device_names = {name: device_label(torch.device(name)) for name in targets}
     device_names.update({group.device: device_label(torch.device(first_device(group.device))) for group in groups})
-    threads_per_rank = cpu_threads_per_rank(groups, devices.usable_cores(), config.cpu_threads)
     devices.set_cpu_threads(config.cpu_threads)
     machine = environment.collect()
     if previous is not None:
@@ -192,9 +191,9 @@ def _run(config: RunConfig, console: Console | None, keep_models: bool, previous
             while len(kept) < config.repeats:
                 try:
                     if key.workload.backend:  # one DDP job, launched by torchrun, whatever `isolate` says
-                        outcome = launch.measure_group(config, key, len(kept) + 1, data,
-                                                       group_of(key.device, key.workload.world_size),
-                                                       threads_per_rank, progress)
+                        group = group_of(key.device, key.workload.world_size)
+                        outcome = launch.measure_group(config, key, len(kept) + 1, data, group, threads_per_rank(
+                            group, groups, devices.usable_cores(), config.cpu_threads), progress)
                     else:
                         outcome = _measure(config, key, kept, data, progress, isolate, keep_models, on_device,
                                            load_s, result, device_names[key.device])

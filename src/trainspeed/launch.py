@@ -35,13 +35,15 @@ from .schema import validated
 def measure_group(config: RunConfig, key: CaseKey, repeat: int, data: Dataset, group: Group, threads: int,
                   progress) -> Measurement | Failure:
     """One repeat of `key` trained by `group` as one DDP job; the slowest rank's figures, or why not."""
+    from .machine.devices import VISIBLE, isolate_gpus
+
     folder = Path(tempfile.mkdtemp(prefix="trainspeed-ranks-"))
     job = {"config": asdict(child_config(config, data)), "key": asdict(key), "repeat": repeat, "kind": group.kind,
            "backend": group.backend, "threads": threads, "folder": str(folder), "spawned_at": time.time()}
     (folder / "job.json").write_text(json.dumps(job))
     environ, _ = child_environment("cpu")
     # Each rank sees the group's GPUs alone, and takes the one of its local rank.
-    environ["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, group.gpus)) if group.kind == "cuda" else ""
+    environ = isolate_gpus(group.gpus, environ) if group.kind == "cuda" else {**environ, VISIBLE: ""}
     environ["OMP_NUM_THREADS"] = str(threads)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1",
                "--nproc-per-node", str(group.world_size), "--max-restarts", "0",

@@ -11,6 +11,7 @@ import ctypes
 import os
 import shutil
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -233,16 +234,22 @@ def isolate_gpu(device_name: str, environ: dict[str, str]) -> tuple[dict[str, st
     kind, _, index = device_name.partition(":")
     if kind != "cuda":
         return dict(environ), device_name
-    position = int(index or 0)
+    return isolate_gpus([int(index or 0)], environ, device_name), "cuda:0"
+
+
+def isolate_gpus(positions: Sequence[int], environ: dict[str, str], asked: str | None = None) -> dict[str, str]:
+    """The environment for processes that must see only the parent's GPUs at `positions` (its torch
+    numbers), in that order: each number goes through the parent's own CUDA_VISIBLE_DEVICES, as SLURM
+    sets it, so cuda:0 under CUDA_VISIBLE_DEVICES=2,3 is board 2 (or its UUID), never board 0."""
     visible = environ.get(VISIBLE)
     if visible is None or not visible.strip():
-        chosen = str(position)
-    else:
-        entries = [entry.strip() for entry in visible.split(",") if entry.strip()]
-        if position >= len(entries):
-            raise DeviceError(f"cannot use {device_name!r}: {VISIBLE}={visible!r} shows {len(entries)} GPU(s)")
-        chosen = entries[position]
-    return {**environ, VISIBLE: chosen}, "cuda:0"
+        return {**environ, VISIBLE: ",".join(map(str, positions))}
+    entries = [entry.strip() for entry in visible.split(",") if entry.strip()]
+    missing = [position for position in positions if position >= len(entries)]
+    if missing:
+        name = asked or f"cuda:{missing[0]}"
+        raise DeviceError(f"cannot use {name!r}: {VISIBLE}={visible!r} shows {len(entries)} GPU(s)")
+    return {**environ, VISIBLE: ",".join(entries[position] for position in positions)}
 
 
 def total_memory_bytes(device: torch.device) -> int | None:
