@@ -27,6 +27,7 @@ from torch import nn
 
 import trainspeed
 from trainspeed.data import DataOptions, load_dataset
+from trainspeed.machine import devices, precision
 
 HERE = Path(__file__).resolve().parent
 
@@ -39,8 +40,7 @@ def plain_pytorch(model: str, epochs: int, limit: int, device: str = "cpu", batc
     """The loop a user would write: default init, stock optimizers, a float copy of the data on the
     host, each batch moved to the device as it is used. In true fp32, as trainspeed's fp32: PyTorch
     lets cuDNN's convolutions use TF32 by default, which would compare two precisions."""
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
+    precision.apply("fp32")
     data = load_dataset("synthetic", DataOptions(synthetic_train=limit, synthetic_test=10))
     images = torch.from_numpy(data.train_images).float() / 255
     labels = torch.from_numpy(data.train_labels)
@@ -65,8 +65,7 @@ def plain_pytorch(model: str, epochs: int, limit: int, device: str = "cpu", batc
             loss = loss_fn(network(images[index].to(device)), labels[index].to(device))
             loss.backward()
             optimizer.step()
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
+        devices.synchronize(torch.device(device))  # names its device: a bare synchronize waits for cuda:0
         times.append(time.perf_counter() - start)
     return times
 

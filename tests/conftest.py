@@ -164,3 +164,23 @@ def closed_port_url():
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     return f"http://127.0.0.1:{port}/cifar-10-python.tar.gz"
+
+
+@pytest.fixture(autouse=True)
+def _runs_name_their_devices(request, monkeypatch):
+    """A run that names no devices trains on the CPU and every GPU: a test that counts its cases would pass
+    here and fail on a GPU machine. So every test run names its devices, and the suite passes with 0, 1
+    or 2+ GPUs; a test of the default itself is marked `every_device`."""
+    if request.node.get_closest_marker("every_device"):
+        return
+    from trainspeed.machine import devices
+
+    named = devices.resolve
+
+    def resolve(names):
+        if not names:
+            raise AssertionError("a test's run must name its devices (devices=[...] or --devices): the default is "
+                                 "the CPU and every GPU, which differs from machine to machine")
+        return named(names)
+
+    monkeypatch.setattr(devices, "resolve", resolve)

@@ -125,3 +125,41 @@ def test_a_second_gpu_is_measured_on_itself(isolate):
     case = result.case("cnn", "cuda:1")
     assert case.ok and case.cuda_graph and not case.warnings, case.warnings
     assert case.device_name == torch.cuda.get_device_name(1)
+
+
+def test_each_precisions_peak_is_measured_in_its_own_mode():
+    from trainspeed.machine import precision
+    from trainspeed.machine.peaks import measure_peaks
+
+    try:
+        fp32, tf32 = (measure_peaks(GPU, mode).matmul_flops_per_s for mode in ("fp32", "tf32"))
+    finally:
+        precision.apply("fp32")
+    if torch.cuda.get_device_capability(GPU)[0] >= 8:  # TF32 tensor cores: several times fp32's rate
+        assert tf32 > 2 * fp32, (tf32, fp32)
+
+
+def test_evaluation_on_the_gpu_counts_what_the_cpu_counts():
+    from trainspeed.engine.evaluate import evaluate
+
+    images, labels = learnable(300)
+    torch.manual_seed(0)
+    spec = create_model("mlp:1", SHAPE, 10)
+    on_gpu = evaluate(spec, images, labels, 64)
+    spec.network.cpu()
+    on_cpu = evaluate(spec, images.cpu(), labels.cpu(), 64)
+    assert on_gpu.confusion == on_cpu.confusion and sum(map(sum, on_gpu.confusion)) == 300
+
+
+def test_a_fast_epochs_last_report_shows_its_loss_and_memory_counts_the_allocators_reserve():
+    images, labels = learnable(320)
+    torch.manual_seed(0)
+    spec = create_model("mlp:1", SHAPE, 10)
+    spec.network.to(GPU)
+    optimizer = spec.make_optimizer(spec.network.parameters())
+    devices.reset_peak_memory(GPU)
+    reports = []
+    stats = train_epoch(spec, optimizer, images, labels, batch_size=32, generator=torch.Generator().manual_seed(0),
+                        on_progress=lambda *report: reports.append(report))
+    assert reports[-1][0] == 10 and reports[-1][2] == stats.loss == stats.loss  # known, not NaN
+    assert devices.peak_device_memory_bytes(GPU) >= torch.cuda.max_memory_allocated(GPU) > 0

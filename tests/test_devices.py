@@ -10,6 +10,7 @@ from trainspeed.errors import DeviceError
 from trainspeed.machine import describe, devices
 
 
+@pytest.mark.every_device
 def test_cpu_resolves_once_and_is_always_available():
     assert devices.resolve(["cpu", " CPU "]) == [torch.device("cpu")]
     assert devices.available()[0] == torch.device("cpu")

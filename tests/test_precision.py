@@ -1,5 +1,7 @@
 """Precision as an axis: names, where each runs, the flags it sets, and a run across precisions."""
 
+import warnings
+
 import pytest
 import torch
 
@@ -34,13 +36,18 @@ def test_where_each_precision_runs(monkeypatch):
     assert "not measured on mps" in precision.unsupported_reason("bf16", torch.device("mps"))
 
 
-def test_tf32_flags_are_on_only_for_tf32():
+def test_tf32_flags_are_on_only_for_tf32_and_set_without_warnings():
     try:
-        precision.apply("tf32")
-        assert torch.backends.cuda.matmul.allow_tf32 and torch.get_float32_matmul_precision() == "high"
-        precision.apply("bf16")
-        assert not torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32
-        assert torch.get_float32_matmul_precision() == "highest"
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # the legacy allow_tf32 flags may warn on new PyTorch
+            precision.apply("tf32")
+            assert precision.tf32_enabled()
+            assert torch.backends.cuda.matmul.fp32_precision == "tf32"
+            precision.apply("bf16")
+            assert not precision.tf32_enabled()
+            # cuDNN's convolutions default to TF32: fp32 must say ieee for them too.
+            assert torch.backends.cudnn.conv.fp32_precision == "ieee"
+            assert torch.backends.cuda.matmul.fp32_precision == "ieee"
     finally:
         precision.apply("fp32")
 

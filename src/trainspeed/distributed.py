@@ -28,7 +28,7 @@ from .data import Dataset
 from .data_parallel import EAGER_REASON, ParallelFigures, loss_weight, merged_seconds, shard
 from .energy import EnergyFigures, figures
 from .engine.evaluate import evaluate, predict
-from .engine.step import DeviceData, forward
+from .engine.step import DeviceData, EpochStats, PeekedStats, forward
 from .machine import devices, power, precision
 from .machine.describe import device_label
 from .measure import copy_to_device, meter_for, step_cost
@@ -60,6 +60,7 @@ class AllReduceClock:
         self.cuda = device.type == "cuda"
         self.intervals: list[tuple[float, float]] = []
         self.events: list[tuple[torch.cuda.Event, torch.cuda.Event]] = []
+        self.reference: torch.cuda.Event | None = None  # where a GPU's intervals are measured from
 
     # Unannotated: DDP checks a hook's annotations against the classes, and these would be strings here.
     def hook(self, state, bucket):
@@ -81,14 +82,24 @@ class AllReduceClock:
         return future.then(finished)
 
     def seconds(self) -> float:
-        """All-reduce seconds since the last call, read after the device was synchronized."""
-        if self.cuda:
-            # NCCL runs a rank's all-reduces one after another on its stream: they add up.
-            total = sum(began.elapsed_time(ended) for began, ended in self.events) / 1e3
-        else:
-            total = merged_seconds(self.intervals)
+        """All-reduce seconds since the last call, read after the device was synchronized: the time
+        covered by at least one bucket in flight. A bucket queued behind the one before it spans that
+        one's time too, so a sum of the buckets' spans would count it twice."""
+        if self.cuda and self.reference is not None:
+            self.intervals = [(self.reference.elapsed_time(began) / 1e3, self.reference.elapsed_time(ended) / 1e3)
+                              for began, ended in self.events]
+        total = merged_seconds(self.intervals)
         self.intervals, self.events = [], []
+        self.reference = self._mark()
         return total
+
+    def _mark(self) -> torch.cuda.Event | None:
+        """An event recorded now, before any of the next period's buckets, to measure them from."""
+        if not self.cuda:
+            return None
+        event = torch.cuda.Event(enable_timing=True)
+        event.record()
+        return event
 
 
 def _gathered(value: float, device: torch.device) -> list[float]:
@@ -138,6 +149,7 @@ def measure_rank_repeat(config: RunConfig, key: CaseKey, repeat: int, data: Data
             order = torch.randperm(count, generator=generator).to(device)
             loss_sum = torch.zeros((), dtype=torch.float64, device=device)
             correct = torch.zeros((), dtype=torch.float64, device=device)
+            peeked = PeekedStats(loss_sum, correct) if rank == 0 and device.type == "cuda" else None
             network.train()
             dist.barrier()
             devices.synchronize(device)
@@ -165,7 +177,10 @@ def measure_rank_repeat(config: RunConfig, key: CaseKey, repeat: int, data: Data
                     first_step_s = time.perf_counter() - started
                 if rank == 0 and (step + 1 == steps or time.perf_counter() >= next_report):
                     seen = min((step + 1) * batch, count) / world  # its own share, roughly: no waiting on others
-                    progress.update(step + 1, steps, loss_sum.item() / max(seen, 1), correct.item() / max(seen, 1))
+                    # A GPU's sums are peeked at, as one device's are: reading them would drain its queue.
+                    shown = peeked.latest(seen) if peeked is not None and step + 1 < steps else EpochStats(
+                        loss_sum.item() / max(seen, 1), correct.item() / max(seen, 1))
+                    progress.update(step + 1, steps, shown.loss, shown.accuracy)
                     next_report = time.perf_counter() + REPORT_SECONDS
             devices.synchronize(device)
             own = time.perf_counter() - started

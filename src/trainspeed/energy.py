@@ -23,6 +23,10 @@ TRACE_POINTS = 400
 # (seconds since the case's first timed epoch began, watts or None, utilization 0-1 or None)
 Sample = tuple[float, float | None, float | None]
 
+# NVML's utilization is the share of its last sample period (1/6 to 1 s, by board) in which a kernel ran:
+# a reading taken sooner than this into an epoch covers idle time before it, so it does not count.
+UTILIZATION_SETTLE_S = 1.0
+
 
 @dataclass(frozen=True)
 class EnergyFigures:
@@ -60,13 +64,16 @@ def figures(epoch_j: Sequence[float], epoch_s: Sequence[float], images_per_epoch
             epoch_spans: Sequence[tuple[float, float]] = ()) -> EnergyFigures:
     """A repeat's energy figures from each timed epoch's joules and seconds: per epoch the median
     over the steady epochs, as the steady time is; average power their joules over their seconds;
-    peak power and utilization from the samples inside them (`epoch_spans`, in the trace's time)."""
+    peak power from the samples inside them (`epoch_spans`, in the trace's time), and utilization from
+    those taken at least UTILIZATION_SETTLE_S into one."""
     steady = steady_epochs(len(epoch_j))
     joules = statistics.median(epoch_j[i] for i in steady)
     spans = [epoch_spans[i] for i in steady] if len(epoch_spans) == len(epoch_j) else []
     inside = [sample for sample in trace if any(low <= sample[0] <= high for low, high in spans)] if spans else trace
     watts = [w for _, w, _ in inside if w is not None]
-    busy = [u for _, _, u in inside if u is not None]
+    # Only where epochs are long enough for a reading to cover them alone: sub-second epochs get none.
+    busy = [u for at, _, u in trace if u is not None
+            and any(low + UTILIZATION_SETTLE_S <= at <= high for low, high in spans)]
     return EnergyFigures(source=source, estimate=estimate, joules_per_epoch=joules,
                          joules_per_image=joules / images_per_epoch,
                          average_w=sum(epoch_j[i] for i in steady) / sum(epoch_s[i] for i in steady),

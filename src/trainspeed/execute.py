@@ -266,7 +266,6 @@ def _peaks(result: RunResult, config: RunConfig, targets: list[str], isolate: bo
             peaks.update(isolation.peaks_in_child(config, device, wanted, progress))
             continue
         for mode in wanted:
-            precision.apply(mode)
             with devices.use(torch.device(device)):
                 peaks[peaks_key(device, mode)] = asdict(measure_peaks(torch.device(device), mode))
     return peaks

@@ -209,13 +209,11 @@ class EventProgress:
 
 
 def _measure_peaks(job: dict, device) -> dict:
-    from .machine import precision
     from .machine.peaks import measure_peaks
     from .plan import peaks_key
 
     found = {}
     for mode in job["precisions"]:
-        precision.apply(mode)
         found[peaks_key(job["device"], mode)] = asdict(measure_peaks(device, mode))
     return {"peaks": found}
 

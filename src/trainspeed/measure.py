@@ -82,7 +82,11 @@ def measure_repeat(config: RunConfig, key: CaseKey, repeat: int, data: Dataset, 
         except Exception as error:
             if not devices.is_out_of_memory(error):
                 raise
-            return _out_of_memory(config, key, data, device, error, progress, label), None
+            failure = _out_of_memory(key, device, error)
+        # Searched outside the handler: inside it, the error's traceback keeps the failed step's frames,
+        # and so its model, graph pool and activations, in memory, and every smaller batch would seem not to fit.
+        devices.empty_cache(device)
+        return _with_max_batch(config, key, data, device, failure, progress, label), None
 
 
 def meter_for(device: torch.device, cpu_watts: float | None) -> power.Meter | str:
@@ -165,13 +169,8 @@ def _train(config: RunConfig, key: CaseKey, repeat: int, data: Dataset, on_devic
                                                kernels)
     images = on_device.train_images_as(memory_format)
     on_device.keep_only_layout(memory_format)
-    utilization: list[float] = []
-
     def report(step: int, total: int, loss: float, accuracy: float) -> None:
         faults.at_training_step(work.model)
-        reading = validity.gpu_utilization(device)
-        if reading is not None:
-            utilization.append(reading)
         progress.update(step, total, loss, accuracy)
 
     warmup_steps = 0
@@ -212,7 +211,7 @@ def _train(config: RunConfig, key: CaseKey, repeat: int, data: Dataset, on_devic
                                     progress, label, report)
         if projection is not None:
             first_step = timer.records["first step"][0]
-            left_behind = _after(device, spec, before, utilization, graph)
+            left_behind = _after(device, spec, before, None, graph)
             # Its speed of answering does not depend on how far it trained; a half-trained network is not saved.
             answering, _ = after_training(config, key, repeat, spec, on_device.test_images, device,
                                           common["device_name"], None, progress, save=False)
@@ -243,11 +242,12 @@ def _train(config: RunConfig, key: CaseKey, repeat: int, data: Dataset, on_devic
     with timer.measure("eval") as evaluated:
         test = evaluate(spec, on_device.test_images, on_device.test_labels, batch, mode)
     spec.class_names = data.class_names
+    epoch_s = tuple(timer.records["epoch"])
+    energy = meter.figures(list(epoch_s), len(images))
     # Read before the network answers: its large batches must not count in training's memory peak.
-    left_behind = _after(device, spec, before, utilization, graph)
+    left_behind = _after(device, spec, before, energy.utilization, graph)
     answering, model_file = after_training(config, key, repeat, spec, on_device.test_images, device,
                                            common["device_name"], test.accuracy, progress)
-    epoch_s = tuple(timer.records["epoch"])
     first_epoch_s, steady_epoch_s = first_and_steady(epoch_s)
     return Measurement(
         **common, steady_epoch_s=steady_epoch_s, epoch_s=epoch_s, first_epoch_s=first_epoch_s,
@@ -255,7 +255,7 @@ def _train(config: RunConfig, key: CaseKey, repeat: int, data: Dataset, on_devic
         test_accuracy=test.accuracy, eval_s=evaluated.seconds, confusion_matrix=test.confusion,
         sample_predictions=predict(spec, on_device.test_images[:SAMPLE_IMAGES]).indices.tolist(),
         warmup_steps=warmup_steps, inference=answering, model_file=model_file,
-        energy=meter.figures(list(epoch_s), len(images)),
+        energy=energy,
         startup=replace(startup, build_s=built.seconds, graph_record_s=record_s,
                         first_step_s=timer.records["first step"][0], steady_step_s=steady_epoch_s / steps),
         **left_behind), spec
@@ -270,13 +270,13 @@ def _recorded(spec: ModelSpec, optimizer: torch.optim.Optimizer, on_device: Devi
     return graph, recorded.seconds
 
 
-def _after(device: torch.device, spec: ModelSpec, before: validity.Snapshot, utilization: list[float],
+def _after(device: torch.device, spec: ModelSpec, before: validity.Snapshot, utilization: float | None,
            graph: StepGraph | None) -> dict:
-    """What the repeat left behind: memory peaks, other load, whether the graph ran, the warnings."""
+    """What the repeat left behind: memory peaks, other load, whether the graph ran, the warnings.
+    `utilization`: the GPU's, as its energy meter read it inside the epochs (NVML, by the board's UUID)."""
     after = validity.Snapshot.take()
     ran_on = next(spec.network.parameters()).device
-    busy = sum(utilization) / len(utilization) if utilization else None
-    warnings = validity.warnings_for(device, ran_on, before, after, busy)
+    warnings = validity.warnings_for(device, ran_on, before, after, utilization)
     if graph is not None and graph.failure:
         warnings.append(graph.failure)
     return dict(cuda_graph=bool(graph and graph.replaying), warnings=tuple(warnings),
@@ -286,21 +286,25 @@ def _after(device: torch.device, spec: ModelSpec, before: validity.Snapshot, uti
                 under_load=validity.under_load(device, before, after))
 
 
-def _out_of_memory(config: RunConfig, key: CaseKey, data: Dataset, device: torch.device, error: BaseException,
-                   progress: Progress, label: str) -> Failure:
+def _out_of_memory(key: CaseKey, device: torch.device, error: BaseException) -> Failure:
     peak, total = devices.peak_device_memory_bytes(device), devices.total_memory_bytes(device)
-    batch = key.workload.batch_size
     used = f"peak {peak / 2**30:.2f} GiB" if peak else ""
     of = f" of {total / 2**30:.1f} GiB" if total else ""
-    reason = (f"out of memory on {key.device} at batch size {batch} ({used}{of}; "
+    reason = (f"out of memory on {key.device} at batch size {key.workload.batch_size} ({used}{of}; "
               f"{str(error).splitlines()[0][:160]}); try a smaller --batch-size")
-    devices.empty_cache(device)
-    largest = None
-    if config.find_max_batch and batch > 1:
-        progress.message(f"{label}: out of memory; searching for the largest batch that fits")
-        largest = find_max_batch(key.workload.model, data, device, batch - 1, key.workload.precision)
-        reason += "; " + (f"the largest batch that fits is {largest}" if largest else "not even batch 1 fits")
-    return Failure(reason, peak_memory_bytes=peak, memory_total_bytes=total, max_batch_size=largest)
+    return Failure(reason, peak_memory_bytes=peak, memory_total_bytes=total)
+
+
+def _with_max_batch(config: RunConfig, key: CaseKey, data: Dataset, device: torch.device, failure: Failure,
+                    progress: Progress, label: str) -> Failure:
+    """The failure, with the largest batch that fits where --find-max-batch asks for it."""
+    batch = key.workload.batch_size
+    if not config.find_max_batch or batch <= 1:
+        return failure
+    progress.message(f"{label}: out of memory; searching for the largest batch that fits")
+    largest = find_max_batch(key.workload.model, data, device, batch - 1, key.workload.precision)
+    found = f"the largest batch that fits is {largest}" if largest else "not even batch 1 fits"
+    return replace(failure, reason=f"{failure.reason}; {found}", max_batch_size=largest)
 
 
 def find_max_batch(model: str, data: Dataset, device: torch.device, below: int, mode: str = "fp32") -> int | None:

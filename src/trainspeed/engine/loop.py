@@ -47,7 +47,9 @@ def train_epoch(
         steps_of_epoch.run(done, 1)
         done += 1
         if on_progress is not None and (done == steps or time.perf_counter() >= next_report):
-            loss, accuracy = steps_of_epoch.peek()
+            # The last report waits for the device, as the epoch's timer is about to: its loss is then
+            # known and its elapsed time the device's, where a peek shows what the host has queued.
+            loss, accuracy = steps_of_epoch.stats() if done == steps else steps_of_epoch.peek()
             on_progress(done, steps, loss, accuracy)
             next_report = time.perf_counter() + report_s
     return steps_of_epoch.stats()

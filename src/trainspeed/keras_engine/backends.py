@@ -58,7 +58,15 @@ def process_environment(engine: str, device: str, environ: dict[str, str]) -> di
         # A CPU case must not let the backend place work on a GPU, or even initialize one.
         environ["CUDA_VISIBLE_DEVICES"] = ""
         environ["JAX_PLATFORMS"] = "cpu"
+    elif engine == "keras-jax":
+        # A CPU-only jaxlib would fall back to the CPU with a warning; named, the GPU platform must start.
+        environ["JAX_PLATFORMS"] = "cuda"
     return environ
+
+
+# What puts each backend's GPU support in place, for a GPU case whose backend finds no GPU.
+GPU_INSTALL = {"tensorflow": 'pip install "tensorflow[and-cuda]"', "jax": 'pip install "jax[cuda12]"',
+               "torch": "a CUDA build of PyTorch (https://pytorch.org/get-started/locally/)"}
 
 
 @dataclass
@@ -83,6 +91,28 @@ class Backend:
             return tf.device("/CPU:0" if device == "cpu" else "/GPU:0")
         return contextlib.nullcontext()
 
+    def require_device(self, device: str) -> None:
+        """Make sure a GPU case's work can only run on the GPU: TensorFlow's soft placement off (it
+        would put an op with no GPU kernel, or everything, on the CPU without a word), and the GPU
+        listed by the backend. A CPU figure must never be filed under a GPU's name."""
+        from ..errors import DeviceError
+
+        if device == "cpu":
+            return
+        if self.name == "tensorflow":
+            import tensorflow as tf
+
+            tf.config.set_soft_device_placement(False)
+        try:
+            listed = self.devices()
+        except Exception as error:  # noqa: BLE001 - JAX raises when its named platform cannot start
+            listed, why = [], f" ({str(error).splitlines()[0][:160]})"
+        else:
+            why = ""
+        if not any(_is_gpu(name) for name in listed):
+            raise DeviceError(f"{self.engine} finds no GPU here{why} (it lists {', '.join(listed) or 'nothing'}), "
+                              f"so {device} would be trained on the CPU: install {GPU_INSTALL[self.name]}")
+
     def set_precision(self, mode: str) -> None:
         """fp32 is true fp32 on every backend (TensorFlow and JAX would use TF32 on an Ampere GPU);
         tf32 lets matmuls use it; bf16 is Keras's mixed_bfloat16 policy."""
@@ -96,10 +126,9 @@ class Backend:
 
             jax.config.update("jax_default_matmul_precision", "tensorfloat32" if tf32 else "highest")
         else:
-            import torch
+            from ..machine import precision
 
-            torch.backends.cuda.matmul.allow_tf32 = tf32
-            torch.backends.cudnn.allow_tf32 = tf32
+            precision.apply(mode)
         if mode == "bf16":
             self.keras.mixed_precision.set_global_policy("mixed_bfloat16")
 
@@ -137,7 +166,9 @@ class Backend:
         elif device != "cpu":
             import torch
 
-            torch.cuda.synchronize()
+            from ..machine.devices import synchronize
+
+            synchronize(torch.device(device))
 
     def reset_peak_memory(self, device: str) -> None:
         with contextlib.suppress(Exception):  # a backend without the counter has no figure to reset
@@ -150,7 +181,9 @@ class Backend:
             elif self.name == "torch":
                 import torch
 
-                torch.cuda.reset_peak_memory_stats()
+                from ..machine.devices import reset_peak_memory
+
+                reset_peak_memory(torch.device(device))
 
     def peak_memory_bytes(self, device: str) -> int | None:
         """The device's peak as the backend counts it; the process's for the CPU."""
@@ -170,7 +203,9 @@ class Backend:
                 return int(stats["peak_bytes_in_use"]) if "peak_bytes_in_use" in stats else None
             import torch
 
-            return int(torch.cuda.max_memory_allocated())
+            from ..machine.devices import peak_device_memory_bytes
+
+            return peak_device_memory_bytes(torch.device(device))
         except Exception:  # no counter on this backend or device: the figure is absent, not zero
             return None
 
@@ -202,6 +237,11 @@ class Backend:
         text = f"{type(error).__name__}: {error}"
         return any(sign in text for sign in ("ResourceExhausted", "RESOURCE_EXHAUSTED", "OutOfMemoryError",
                                              "out of memory", "can't allocate memory"))
+
+
+def _is_gpu(name: str) -> bool:
+    """A device as a backend lists it ('/physical_device:GPU:0', 'gpu:0 H100', 'cuda:0 H100') is a GPU."""
+    return any(sign in name.lower() for sign in ("gpu", "cuda"))
 
 
 def import_backend(engine: str) -> Backend:

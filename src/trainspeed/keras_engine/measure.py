@@ -100,6 +100,7 @@ def measure_keras_repeat(config: RunConfig, key: CaseKey, repeat: int, device: s
     engine, work = key.workload.engine, key.workload
     with Timer().measure("import") as imported:
         backend = import_backend(engine)
+    backend.require_device(device)
     backend.set_threads(config.cpu_threads)
     backend.set_precision(work.precision)
     keras = backend.keras

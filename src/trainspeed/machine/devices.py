@@ -159,9 +159,13 @@ def reset_peak_memory(device: torch.device) -> None:
 
 
 def peak_device_memory_bytes(device: torch.device) -> int | None:
-    """The most memory the device held since the last reset (the host's for the CPU)."""
+    """The most memory the device held since the last reset (the host's for the CPU).
+
+    On a GPU, what the caching allocator reserved at its peak: tensors, the blocks it keeps cached and
+    cuDNN's and cuBLAS's workspaces, which the board really held (the allocated peak leaves those out);
+    the CUDA context is counted by neither. The CPU's figure is the whole process's resident peak."""
     if device.type == "cuda":
-        return int(torch.cuda.max_memory_allocated(device))
+        return int(torch.cuda.max_memory_reserved(device))
     if device.type == "mps":
         # MPS keeps no peak counter; the driver's current allocation is the closest figure.
         return int(torch.mps.driver_allocated_memory())
@@ -280,9 +284,16 @@ def empty_cache(device: torch.device) -> None:
 
 
 def gpu_identity(device: torch.device) -> tuple[str, str | None]:
-    """A CUDA device's maker and the name NVML knows it by ("GPU-<uuid>"): the same board whatever
-    CUDA_VISIBLE_DEVICES and CUDA_DEVICE_ORDER say (NVML numbers boards its own way)."""
+    """A CUDA device's maker and the name NVML knows it by ("GPU-<uuid>", or "MIG-<uuid>" for a MIG
+    slice): the same board whatever CUDA_VISIBLE_DEVICES and CUDA_DEVICE_ORDER say (NVML numbers boards
+    its own way). CUDA gives a slice's UUID bare, as it gives a board's; the mask that chose the slice
+    says which it is, and NVML is asked by both names where it does not (power._nvml_meter)."""
     if torch.version.hip:
         return "amd", None
     uuid = str(torch.cuda.get_device_properties(device).uuid)
-    return "nvidia", uuid if uuid.startswith(("GPU-", "MIG-")) else f"GPU-{uuid}"
+    if uuid.startswith(("GPU-", "MIG-")):
+        return "nvidia", uuid
+    visible = [entry.strip() for entry in os.environ.get(VISIBLE, "").split(",") if entry.strip()]
+    position = device.index or 0
+    slice_ = position < len(visible) and visible[position].upper().startswith("MIG-")
+    return "nvidia", f"{'MIG' if slice_ else 'GPU'}-{uuid}"

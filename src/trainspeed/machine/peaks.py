@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 
 from ..timing import Timer
+from . import precision as modes
 from . import validity
 from .devices import empty_cache, synchronize
 from .precision import matmul_dtype
+
+# An accelerator's clocks ramp up under load: one warm-up matmul (a bf16 8192^3 is ~1.5 ms on an H100)
+# may end before they have, and a peak read low inflates every MFU. Busy for this long first.
+ACCELERATOR_WARMUP_S = 0.5
 
 
 @dataclass
@@ -25,10 +33,12 @@ class Peaks:
 
 
 def measure_peaks(device: torch.device, precision: str = "fp32", repeats: int = 3, attempts: int = 3) -> Peaks:
-    """The best of a few large matmuls (in `precision`, as set up by precision.apply) and of large
-    memory-bound operations on the device, timed with sync. On a CPU that other programs are using,
-    measured again, up to `attempts` times in all: a peak read low would inflate every MFU and
-    lower every floor. If the load never lifts, the peaks say so (`under_load`)."""
+    """The best of a few large matmuls in `precision` and of large memory-bound operations on the
+    device, timed with sync. The process's matmul mode is set here, for every caller: a "tf32" peak
+    measured in fp32 mode is an fp32 peak (H100: ~67 vs ~495 TFLOP/s). On a CPU that other programs
+    are using, measured again, up to `attempts` times in all: a peak read low would inflate every MFU
+    and lower every floor. If the load never lifts, the peaks say so (`under_load`)."""
+    modes.apply(precision)
     best = None
     for _ in range(attempts):
         before = validity.Snapshot.take()
@@ -48,7 +58,8 @@ def _measure_once(device: torch.device, precision: str, repeats: int) -> Peaks:
     size = 2048 if device.type == "cpu" else 8192
     a = torch.randn(size, size, device=device, dtype=matmul_dtype(precision))
     b = torch.randn(size, size, device=device, dtype=matmul_dtype(precision))
-    torch.mm(a, b)  # warm-up: kernel selection, thread start
+    # Kernel selection and thread start on any device; on an accelerator, its clocks' ramp as well.
+    warm_up(partial(torch.mm, a, b), partial(synchronize, device), ACCELERATOR_WARMUP_S if device.type != "cpu" else 0)
     for _ in range(repeats):
         with timer.measure("matmul"):
             torch.mm(a, b)
@@ -74,3 +85,16 @@ def _measure_once(device: torch.device, precision: str, repeats: int) -> Peaks:
         bandwidth_bytes_per_s=max(moved[name] / min(timer.records[name]) for name in moved),
         matmul_size=size, copy_bytes=copy_bytes, precision=precision,
     )
+
+
+def warm_up(operation: Callable[[], object], wait: Callable[[], None], seconds: float,
+            clock: Callable[[], float] = time.perf_counter) -> int:
+    """Run `operation` once, then again until `seconds` have passed with the device's work done;
+    returns how many times it ran."""
+    started, runs = clock(), 0
+    while True:
+        operation()
+        wait()
+        runs += 1
+        if clock() - started >= seconds:
+            return runs

@@ -162,10 +162,24 @@ def _nvml_meter(device: str, uuid: str) -> Meter | str:
         # Bytes: older pynvml copies (the `pynvml` package) take no str here.
         meter = NvmlMeter(pynvml, pynvml.nvmlDeviceGetHandleByUUID(uuid.encode()))
     except Exception as error:  # noqa: BLE001 - NVMLError, or an old pynvml's own errors: a reason, not a crash
+        if _is_mig_slice(pynvml, uuid):
+            return _nvml_meter(device, "MIG-" + uuid.removeprefix("GPU-"))
         return f"NVML did not answer for {device} ({type(error).__name__}: {error})"
     if not (meter.has_counter or meter.has_power):
         return f"NVML gives neither energy nor power for {device} on this board"
     return meter
+
+
+def _is_mig_slice(pynvml, uuid: str) -> bool:
+    """Whether NVML knows `uuid` ("GPU-<uuid>", as CUDA names every device) as a MIG slice instead:
+    CUDA gives a slice's UUID without the MIG- prefix that NVML files it under."""
+    if not uuid.startswith("GPU-"):
+        return False
+    try:
+        pynvml.nvmlDeviceGetHandleByUUID(("MIG-" + uuid.removeprefix("GPU-")).encode())
+        return True
+    except Exception:  # noqa: BLE001 - not a slice either: the first error is the reason
+        return False
 
 
 def meter_for(device: str, cpu_watts: float | None = None, gpu: tuple[str, str | None] | None = None) -> Meter | str:

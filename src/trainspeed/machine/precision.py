@@ -14,7 +14,7 @@ import torch
 
 from ..config import PRECISIONS
 
-__all__ = ["PRECISIONS", "apply", "autocast", "matmul_dtype", "unsupported_reason"]
+__all__ = ["PRECISIONS", "apply", "autocast", "matmul_dtype", "tf32_enabled", "unsupported_reason"]
 
 
 def _cpu_has_bf16() -> bool:
@@ -41,11 +41,33 @@ def unsupported_reason(precision: str, device: torch.device) -> str | None:
 
 
 def apply(precision: str) -> None:
-    """Set this process's matmul and convolution modes for `precision` (process-wide flags)."""
+    """Set this process's matmul and convolution modes for `precision` (process-wide flags).
+
+    Through the per-backend `fp32_precision` settings that PyTorch documents from 2.9 on, where they
+    exist: the legacy `allow_tf32` flags may warn there, and mixing the two makes PyTorch raise when
+    a flag is read. cuDNN's convolutions default to TF32 in both, so fp32 must turn it off.
+    """
     tf32 = precision == "tf32"
+    if _has_fp32_precision_settings():
+        mode = "tf32" if tf32 else "ieee"
+        torch.backends.cuda.matmul.fp32_precision = mode
+        torch.backends.cudnn.conv.fp32_precision = mode
+        return
     torch.backends.cuda.matmul.allow_tf32 = tf32
     torch.backends.cudnn.allow_tf32 = tf32
     torch.set_float32_matmul_precision("high" if tf32 else "highest")
+
+
+def tf32_enabled() -> bool:
+    """Whether matmuls and convolutions may run in TF32 now: what `apply` set, read back."""
+    if _has_fp32_precision_settings():
+        return "tf32" in (torch.backends.cuda.matmul.fp32_precision, torch.backends.cudnn.conv.fp32_precision)
+    return torch.backends.cuda.matmul.allow_tf32 or torch.backends.cudnn.allow_tf32
+
+
+def _has_fp32_precision_settings() -> bool:
+    return hasattr(torch.backends.cuda.matmul, "fp32_precision") and hasattr(
+        getattr(torch.backends.cudnn, "conv", None), "fp32_precision")
 
 
 def autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager:

@@ -123,15 +123,3 @@ def warnings_for(device: torch.device, ran_on: torch.device, before: Snapshot, a
         found.append(f"the GPU was busy only {gpu_utilization:.0%} of the time: the case is bound by data or "
                      "the host, not by the GPU")
     return found
-
-
-def gpu_utilization(device: torch.device) -> float | None:
-    """The GPU's utilization over its last sample period (NVML), if NVML is available."""
-    if device.type != "cuda":
-        return None
-    import torch
-
-    try:
-        return torch.cuda.utilization(device) / 100
-    except Exception:  # NVML (pynvml) is optional: no reading is no warning
-        return None

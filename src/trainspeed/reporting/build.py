@@ -80,8 +80,16 @@ def _main_table(comparison: Comparison, axes) -> Table:
         caption += "; * random data: accuracy means nothing"
     caption += ("; MFU = achieved FLOP/s over the device's measured matmul peak in the case's precision; "
                 "floor = the least time an epoch can take, FLOPs over peak or bytes over bandwidth")
+    if any(column.startswith("cuda") for _, column, _ in measured):
+        caption += f"; {MEMORY_EXPLAINED}"
     return Table(headers, rows, caption, flagged, text_columns=len(_lead_headers(comparison)) + 1, notes=notes,
                  sentences=sentences)
+
+
+# The two peaks count different things; said wherever they stand side by side.
+MEMORY_EXPLAINED = ("peak memory = on a GPU, the most PyTorch's caching allocator held (tensors, its cache and the "
+                    "libraries' workspaces; not the CUDA context, a few hundred MB more); on the CPU, the whole "
+                    "process's resident peak")
 
 
 def _ratio(comparison: Comparison, key: Workload, column: str) -> str:
