@@ -232,3 +232,21 @@ def test_the_report_says_what_each_peak_memory_figure_counts(tmp_path):
     assert "caching allocator held" in MEMORY_EXPLAINED and MEMORY_EXPLAINED in text
     trainspeed.report(fx.run_result([fx.case("cnn", "cpu", 36.0)], gpus=False), tmp_path / "cpu")
     assert "caching allocator" not in (tmp_path / "cpu" / "report.md").read_text()
+
+
+def test_the_gpu_sittings_own_arithmetic_and_table_run_here():
+    """The whole sitting is rehearsed by `python benchmarks/gpu.py --dry-run` (two minutes); its own parts here."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import gpu
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    adam = gpu.adam_update_ms(CPU, 2)
+    assert len(adam) == 3 and all(ms > 0 for ms in adam.values())
+    rows = [dict(device="cpu", model="cnn", batch=32, precision="fp32", engine="plain PyTorch loop", steady_s=0.5,
+                 images_per_s=1280.0), dict(device="cpu", model="ann", batch=32, precision="tf32", engine="trainspeed",
+                                            steady_s=None, error="failed: tf32 is a GPU tensor-core format")]
+    text = gpu.markdown(rows, {"cpu": adam}, "15 skipped in 0.1s", ["cpu: a CPU"], 640, 90.0)
+    assert "| cpu | cnn | 32 | fp32 | plain PyTorch loop | 0.500 | 1,280 | - |" in text
+    assert "| failed: tf32 is a GPU tensor-core format |" in text and "took 1.5 min" in text
+    assert text.count("| cpu | KerasAdam") == 2
