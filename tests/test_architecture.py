@@ -17,7 +17,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "trainspeed"
 LEVELS = [
     {"errors", "faults", "timing", "stats", "flops", "cases", "config", "progress", "eta", "output", "schema", "rows",
      "data_parallel", "energy", "prices",
-     "dataset_info"},
+     "dataset_info", "stopping"},
     {"results"},
     {"machine", "data", "inference", "image_files"},
     {"models", "losses", "optimizers", "layers", "saved"},

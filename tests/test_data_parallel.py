@@ -6,6 +6,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -69,25 +70,53 @@ def test_scaling_and_all_reduce_arithmetic():
     assert merged_seconds([]) == 0.0
 
 
-def _launch_processes() -> list[str]:
-    """Command lines of any rank or launcher of ours still alive."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            except OSError:
+TAG = "TRAINSPEED_TEST_TAG"
+
+
+@pytest.fixture
+def own(monkeypatch, tmp_path):
+    """This test's processes and temporary files, told apart from anything else on the machine: every
+    process it starts carries a tag in its environment, and its temporary folders live in its own TMPDIR."""
+    tag = f"{os.getpid()}-{time.monotonic_ns()}"
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    monkeypatch.setenv(TAG, tag)
+    monkeypatch.setenv("TMPDIR", str(temporary))
+    monkeypatch.setattr(tempfile, "tempdir", None)  # read TMPDIR afresh, here and in what this process creates
+    yield OwnProcesses(tag, temporary)
+
+
+class OwnProcesses:
+    def __init__(self, tag: str, temporary: Path) -> None:
+        self.tag, self.temporary = tag, temporary
+        self.environ = {**os.environ, "PYTHONPATH": SRC, TAG: tag, "TMPDIR": str(temporary)}
+
+    def alive(self) -> list[str]:
+        """Command lines of the processes this test started (directly or not) that still run."""
+        found = []
+        marker = f"{TAG}={self.tag}".encode()
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit() or int(entry.name) == os.getpid():
                 continue
-            if "trainspeed.launch" in command and "pytest" not in command:
-                found.append(command)
-    return found
+            try:
+                if marker in (entry / "environ").read_bytes().split(b"\0"):
+                    found.append((entry / "cmdline").read_bytes().replace(b"\0", b" ").decode())
+            except OSError:
+                continue  # ended meanwhile, or not ours to read
+        return found
+
+    def left_behind(self) -> list[str]:
+        """What a job left in its temporary folder: rank folders, torchrun's logs (PyTorch's own compile
+        cache, torchinductor_USER, is meant to stay)."""
+        return sorted(path.name for path in self.temporary.iterdir()
+                      if path.name.startswith(("trainspeed-", "torchelastic_")))
 
 
 SMALL = dict(models="mlp:1", dataset="synthetic", limit=40, epochs=2, batch_size=32, synthetic_shape="8x8x3",
              inference=False, out=None, data_parallel="cpu:2")
 
 
-def test_two_ranks_take_the_same_step_as_one_with_the_same_global_batch():
+def test_two_ranks_take_the_same_step_as_one_with_the_same_global_batch(own):
     result = trainspeed.run(**SMALL, cpu_watts=40)
     one, two = sorted(result.cases, key=lambda case: case.world_size)
     assert (one.world_size, two.world_size, one.backend, two.backend) == (1, 2, "gloo", "gloo")
@@ -105,47 +134,62 @@ def test_two_ranks_take_the_same_step_as_one_with_the_same_global_batch():
     # One machine's CPU, read once (by its first rank) however many ranks share it.
     assert two.energy.estimate and two.energy.source == "estimate: --cpu-watts 40 W x time"
     assert two.energy.average_w == pytest.approx(40.0)
-    assert not _launch_processes()
+    # No rank left running, no rank folder and no torchrun log folder (/tmp/torchelastic_*) left behind.
+    assert own.alive() == [] and own.left_behind() == []
+
+
+# A hung rank is found by --dist-timeout, the one timeout under test: 10 s, where the healthy ranks'
+# collectives take milliseconds even on a busy machine (joining waits far longer: JOIN_TIMEOUT_S).
+HUNG_TIMEOUT_S = 10
 
 
 @pytest.mark.parametrize("fault, reason", [
     ("kill:mlp:1@1", "rank 1 of 2: it was killed by SIGKILL"),
-    ("hang:mlp:1@1", "rank 0 of 2: a collective did not finish within 3 s"),
+    ("hang:mlp:1@1", f"rank 0 of 2: a collective did not finish within {HUNG_TIMEOUT_S} s"),
     ("oom:mlp:1@1", "rank 1 of 2: out of memory (injected: CUDA out of memory"),
 ])
-def test_a_dead_or_hung_rank_fails_the_case_and_the_run_goes_on(monkeypatch, fault, reason):
+def test_a_dead_or_hung_rank_fails_the_case_and_the_run_goes_on(own, monkeypatch, fault, reason):
     monkeypatch.setenv("TRAINSPEED_FAULT", fault)
     # That the run goes on past a failed job is seen once; each way of failing, on one model.
     models = "mlp:1,mlp:2" if fault.startswith("kill") else "mlp:1"
-    result = trainspeed.run(**{**SMALL, "models": models, "dist_timeout_s": 3})
+    timeout = HUNG_TIMEOUT_S if fault.startswith("hang") else 300
+    result = trainspeed.run(**{**SMALL, "models": models, "dist_timeout_s": timeout})
     by_key = {(case.model, case.world_size): case for case in result.cases}
     assert by_key[("mlp:1", 1)].ok
     assert by_key[("mlp:1", 2)].status == "failed" and by_key[("mlp:1", 2)].error.startswith(reason)
     if "mlp:2" in models:
         assert by_key[("mlp:2", 1)].ok and by_key[("mlp:2", 2)].ok
-    assert not _launch_processes()
+    assert own.alive() == [] and own.left_behind() == []
 
 
-def test_ctrl_c_stops_every_rank_and_keeps_the_finished_cases(tmp_path):
-    # A rank that hangs keeps the job alive for as long as the test likes; Ctrl-C must end it.
-    environ = {**os.environ, "PYTHONPATH": SRC, "TRAINSPEED_FAULT": "hang:mlp:1@1"}
+def wait_for(path: Path, process: subprocess.Popen, timeout_s: float = 240) -> None:
+    """Until `path` exists (a fault's mark: the event), or fail with what the process printed."""
+    deadline = time.monotonic() + timeout_s
+    while not path.exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise AssertionError(f"{path.name} never appeared:\n" + process.communicate()[0][-3000:])
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("stop, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_or_sigterm_stops_every_rank_and_keeps_the_finished_cases(own, tmp_path, stop, code):
+    # A rank that hangs keeps the job alive for as long as the test likes; the signal must end it.
+    mark = tmp_path / "hung"
+    environ = {**own.environ, "TRAINSPEED_FAULT": "hang:mlp:1@1", "TRAINSPEED_FAULT_MARK": str(mark)}
     run = subprocess.Popen(
         [sys.executable, "-m", "trainspeed", "run", "--data-parallel", "cpu:2", "--models", "mlp:1", "--dataset",
          "synthetic", "--synthetic-shape", "8x8x3", "--limit", "40", "--epochs", "2", "--no-inference",
-         "--dist-timeout", "300", "--out", str(tmp_path)],
+         "--dist-timeout", "300", "--out", str(tmp_path / "out")],
         env=environ, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         start_new_session=True)  # a terminal of its own: Ctrl-C goes to its foreground process group
-    deadline = time.monotonic() + 120
-    while len(_launch_processes()) < 3 and time.monotonic() < deadline:  # the launcher and both ranks
-        time.sleep(0.2)
-    assert len(_launch_processes()) >= 3, run.communicate(timeout=30)[0]
-    time.sleep(2)  # the ranks are in their first steps, one of them hung
-    os.killpg(run.pid, signal.SIGINT)
-    output = run.communicate(timeout=60)[0]
-    assert run.returncode == 130, output
-    assert "interrupted" in output and "--resume" in output
-    assert not _launch_processes()
-    cases = json.loads((tmp_path / "results.json").read_text())["cases"]
+    wait_for(mark, run)  # rank 1 is in its first step, and hangs there
+    os.killpg(run.pid, stop) if stop == signal.SIGINT else run.send_signal(stop)
+    output = run.communicate(timeout=120)[0]
+    assert run.returncode == code, output
+    assert f"interrupted by {'Ctrl-C' if stop == signal.SIGINT else 'SIGTERM'}" in output and "--resume" in output
+    assert own.alive() == [] and own.left_behind() == []
+    cases = json.loads((tmp_path / "out" / "results.json").read_text())["cases"]
     assert [(case["world_size"], case["status"]) for case in cases] == [(1, "ok"), (2, "interrupted")]
 
 
@@ -155,9 +199,9 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def test_two_torchrun_nodes_on_one_host_train_one_case_and_rank_zero_alone_writes(tmp_path):
+def _two_nodes(own, out: Path) -> list[tuple[int, str]]:
     port = _free_port()
-    environ = {**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1"}
+    environ = {**own.environ, "OMP_NUM_THREADS": "1"}
     environ.pop("TRAINSPEED_FAULT", None)
     nodes = [subprocess.Popen(
         [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1",
@@ -165,13 +209,23 @@ def test_two_torchrun_nodes_on_one_host_train_one_case_and_rank_zero_alone_write
          "-m", "trainspeed", "run", "--data-parallel", "cpu", "--models", "mlp:1", "--dataset", "synthetic",
          "--synthetic-shape", "8x8x3", "--limit", "64", "--epochs", "2", "--no-inference", "--cpu-threads", "1",
          "--cpu-watts", "40",
-         "--out", str(tmp_path / f"node{node}")], env=environ, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+         "--out", str(out / f"node{node}")], env=environ, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         text=True) for node in range(2)]
-    outputs = [node.communicate(timeout=240)[0] for node in nodes]
-    assert [node.returncode for node in nodes] == [0, 0], outputs
-    written = [node for node in range(2) if (tmp_path / f"node{node}" / "results.json").exists()]
-    assert len(written) == 1 and not (tmp_path / f"node{1 - written[0]}").exists()
-    results = json.loads((tmp_path / f"node{written[0]}" / "results.json").read_text())
+    return [(node.wait(timeout=240), node.communicate()[0]) for node in nodes]
+
+
+def test_two_torchrun_nodes_on_one_host_train_one_case_and_rank_zero_alone_writes(own, tmp_path):
+    for attempt in range(3):
+        ended = _two_nodes(own, tmp_path / str(attempt))
+        # The port was free when chosen; another program may have taken it since: choose again.
+        if not any(code and "address already in use" in text.lower() for code, text in ended):
+            break
+    codes, outputs = zip(*ended, strict=True)
+    assert codes == (0, 0), outputs
+    folder = tmp_path / str(attempt)
+    written = [node for node in range(2) if (folder / f"node{node}" / "results.json").exists()]
+    assert len(written) == 1 and not (folder / f"node{1 - written[0]}").exists()
+    results = json.loads((folder / f"node{written[0]}" / "results.json").read_text())
     (case,) = results["cases"]
     assert (case["status"], case["world_size"], case["backend"]) == ("ok", 2, "gloo")
     assert case["parallel"]["nodes"] == 2 and case["parallel"]["shards"] == "16 + 16"
@@ -179,6 +233,7 @@ def test_two_torchrun_nodes_on_one_host_train_one_case_and_rank_zero_alone_write
     assert case["energy"]["source"] == "estimate: --cpu-watts 40 W x time, summed over 2 machines"
     assert case["energy"]["average_w"] == pytest.approx(80.0)
     assert "2 ranks (gloo)" in outputs[written[0]] and "results:" not in outputs[1 - written[0]]
+    assert own.alive() == []
 
 
 def test_a_gpu_jobs_ranks_see_the_parents_boards_through_its_own_mask(monkeypatch, tmp_path):

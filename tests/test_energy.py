@@ -73,6 +73,10 @@ def test_repeats_fold_to_medians_and_the_highest_peak():
 
 def test_prices_parse_as_devices_and_kinds():
     assert parse_prices("cpu=0.05, cuda=2.49,cuda:1=3") == {"cpu": 0.05, "cuda": 2.49, "cuda:1": 3.0}
+    # Devices named as --devices takes them: any case, "gpu" for CUDA.
+    assert parse_prices("CPU=1,gpu=2,GPU:1=3") == {"cpu": 1.0, "cuda": 2.0, "cuda:1": 3.0}
+    free = parse_prices("cpu=-0")["cpu"]
+    assert free == 0.0 and str(free) == "0.0"  # never a cost of "-0.00"
     prices = {"cpu": 0.05, "cuda": 2.49, "cuda:1": 3.0}
     assert price_per_hour(prices, "cuda:1") == 3.0 and price_per_hour(prices, "cuda:0") == 2.49
     assert price_per_hour(prices, "cuda:0,1") == 2.49 and price_per_hour(prices, "cpu:2") == 0.05
@@ -80,8 +84,10 @@ def test_prices_parse_as_devices_and_kinds():
 
 
 @pytest.mark.parametrize("text, message", [
-    ("cpu", "is not DEVICE=PRICE"), ("cpu=", "is not DEVICE=PRICE"), ("gpu=1", "'gpu' is not a device"),
-    ("cpu=abc", "'abc' for cpu is not a number"), ("cpu=-1", "0 or more"), ("cpu=nan", "0 or more"),
+    ("cpu", "'cpu' has no price: write DEVICE=PRICE"), ("cpu=", "is not DEVICE=PRICE"),
+    ("tpu=1", "'tpu' is not a device"), ("cuda:0,1=3", "'cuda:0' has no price: .* cuda:0=2.49,cuda:1=2.49"),
+    ("cpu=abc", "'abc' for cpu is not a number"), ("cpu=-1", "from 0 to 1e"), ("cpu=nan", "from 0 to 1e"),
+    ("cpu=1e308", "from 0 to 1e"),
     ("cpu=1,cpu=2", "priced twice"), (" , ", "no price given"), ("cpu:0=1", "'cpu:0' is not a device"),
 ])
 def test_bad_prices_are_one_line_errors(text, message):

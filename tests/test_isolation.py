@@ -164,6 +164,35 @@ def test_ctrl_c_keeps_finished_cases_exits_130_and_resume_completes(tmp_path):
     assert final.case("mlp:1", "cpu").epoch_s == saved.case("mlp:1", "cpu").epoch_s
 
 
+def wait_for_line(stream, *words: str) -> list[str]:
+    """The lines `stream` printed up to the first holding every word (a plain log's epoch lines are
+    printed as each epoch ends): the event a test waits on, instead of a sleep."""
+    seen = []
+    for line in stream:
+        seen.append(line)
+        if all(word in line for word in words):
+            return seen
+    raise AssertionError("the run ended before printing " + " ".join(words) + ":\n" + "".join(seen[-20:]))
+
+
+@pytest.mark.parametrize("stop, code", [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
+def test_sigterm_and_sighup_end_a_run_as_ctrl_c_does(tmp_path, stop, code):
+    """What `timeout`, docker stop, systemd, Slurm and a closing terminal send: the running case is marked
+    interrupted, the finished one kept and reported, and the run finished with --resume."""
+    args = ["run", "--dataset", "synthetic", "--limit", "1600", "--devices", "cpu", "--synthetic-shape", "16x16x3",
+            "--models", "mlp:1,cnn", "--epochs", "30", "--no-inference", "--out", "out"]
+    process = cli(*args, cwd=tmp_path)
+    wait_for_line(process.stderr, "cnn on cpu", "epoch 1/30:")  # the cnn is training now
+    process.send_signal(stop)
+    _, errors = process.communicate(timeout=180)
+    assert process.returncode == code, errors
+    errors = " ".join(errors.split())
+    assert "Traceback" not in errors and f"interrupted by {signal.Signals(stop).name}" in errors
+    assert "(report: out/report.html)" in errors and "trainspeed run --resume out" in errors
+    assert statuses(RunResult.read(tmp_path / "out")) == {"mlp:1": "ok", "cnn": "interrupted"}
+    assert "mlp:1" in (tmp_path / "out" / "report.md").read_text()
+
+
 def test_resume_refuses_a_truncated_results_file_in_one_line(tmp_path):
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "results.json").write_text('{"schema_version": 1, "cases": [{"model": "ann"')

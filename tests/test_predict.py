@@ -210,3 +210,30 @@ def test_real_cifar_test_images_saved_as_png_predict_as_their_arrays(tmp_path, c
         Image.fromarray(image.transpose(1, 2, 0)).save(paths[-1])
     from_files = trainspeed.predict(cnn_file, paths)
     np.testing.assert_array_equal(from_files.probabilities, trainspeed.predict(cnn_file, images).probabilities)
+
+
+def test_a_named_pipe_or_an_oversized_file_is_refused_without_blocking(tmp_path):
+    """Opening a FIFO blocks until a writer comes; `predict MODEL fifo.png` hung for good."""
+    import os
+    import threading
+
+    from trainspeed import image_files
+
+    os.mkfifo(tmp_path / "fifo.png")
+    outcome = []
+
+    def read():
+        try:
+            read_picture(tmp_path / "fifo.png", (3, 32, 32))
+        except ImageFileError as error:
+            outcome.append(str(error))
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(timeout=30)
+    assert outcome and "fifo.png is not a regular file (a pipe, a device or a socket)" in outcome[0]
+    huge = tmp_path / "huge.png"
+    with open(huge, "wb") as sparse:  # sparse: no disk taken
+        sparse.truncate(image_files.MAX_PICTURE_BYTES + 1)
+    with pytest.raises(ImageFileError, match="huge.png is 256 MB, more than any picture trainspeed reads"):
+        read_picture(huge, (3, 32, 32))

@@ -79,3 +79,29 @@ def test_a_finished_epoch_stays_under_its_own_case_in_a_terminal():
     ann_epoch = text.index("epoch 1/1 100/100 - 1.0s - 10 ms/step - loss 2.3000 acc 0.100")
     assert finished[0] < ann_epoch < text.index("case: cnn on cpu") < finished[1]
     assert text.count("epoch 1/1 100/100 - 1.0s") == 2  # each epoch's line printed once, the bars gone
+
+
+def test_an_epochs_line_counts_the_images_it_trained_on_not_steps_times_batch():
+    """--limit 2100 --batch-size 2048: two steps of 2048 and 52 images; 4,096 would double the rate."""
+    out = io.StringIO()
+    with EpochProgress(Console(file=out, force_terminal=False, width=120)) as progress:
+        progress.start_epoch("mlp:1 on cpu, batch 2048: epoch 1/1", 2, 2100)
+        progress.update(2, 2, 2.3, 0.1, elapsed_s=1.0)
+    assert out.getvalue().strip().endswith("2/2 - 1.0s - 500 ms/step, 2,100 img/s - loss 2.3000 - accuracy 0.1000")
+
+
+def test_a_childs_epoch_event_carries_its_image_count():
+    import json
+
+    from trainspeed.isolation import EventProgress, handle_event
+
+    sent = io.StringIO()
+    EventProgress(sent).start_epoch("mlp:1 on cpu, batch 2048: epoch 1/1", 2, 2100)
+    seen = []
+
+    class Recorder:
+        def start_epoch(self, label, steps, images=None):
+            seen.append((label, steps, images))
+
+    handle_event(sent.getvalue(), Recorder())
+    assert json.loads(sent.getvalue())["images"] == 2100 and seen == [("mlp:1 on cpu, batch 2048: epoch 1/1", 2, 2100)]

@@ -35,7 +35,8 @@ def project(steps: EpochSteps, images: int, batch_size: int, epochs: int, budget
     per_step = [measured.seconds / warm]
     if per_step[0] * images / batch_size * epochs <= budget_s:
         return None
-    progress.start_epoch(f"{label}: over the {budget_s:g} s budget, projecting from steady steps", steps.steps)
+    progress.start_epoch(f"{label}: over the {budget_s:g} s budget, projecting from steady steps", steps.steps,
+                         images)
     # Blocks of about a twentieth of the budget: long enough to time well, many enough for a median.
     block = max(warm, int(budget_s / 20 / max(per_step[0], 1e-9)))
     done = 2 * warm

@@ -8,6 +8,15 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
+
+def device_name(raw: str) -> str:
+    """A device as a user may type it ('CPU', ' gpu ', 'GPU:1') as trainspeed names it ('cpu', 'cuda',
+    'cuda:1'): the one rule for --devices, --price and the Python API. "gpu" is what people type; on
+    trainspeed's platforms it means CUDA."""
+    kind, colon, index = raw.strip().lower().partition(":")
+    return ("cuda" if kind == "gpu" else kind) + colon + index
+
+
 # Fields that change only how many images an epoch holds: two workloads that differ in these
 # alone can still be compared per image (images/s), though not per epoch.
 IMAGE_COUNTS = ("train_images", "test_images")

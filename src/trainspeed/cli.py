@@ -197,6 +197,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     from .execute import resume_run, run
     from .prices import parse_prices
     from .reporting.terminal import inference_table, results_table, warning_lines
+    from .stopping import stops_as_interrupts
 
     config = RunConfig(
         models=args.models or list(DEFAULT_MODELS), devices=args.devices, dataset=args.dataset,
@@ -218,20 +219,19 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
                                        f"trainspeed report {escape(str(args.resume))} --price ...")
     results_file = Path(args.out) / "results.json"
     try:
-        if args.resume:
-            result = resume_run(args.resume, console=Console(stderr=True))
-        elif launched_by_torchrun():
-            from .rank_run import run_as_rank
+        with stops_as_interrupts():
+            if args.resume:
+                result = resume_run(args.resume, console=Console(stderr=True))
+            elif launched_by_torchrun():
+                from .rank_run import run_as_rank
 
-            result = run_as_rank(config, console=Console(stderr=True))
-            if result is None:  # a rank other than 0: rank 0 speaks and writes for the job
-                return 0
-        else:
-            result = run(config, console=Console(stderr=True))
-    except KeyboardInterrupt:
-        Console(stderr=True).print(f"[yellow]interrupted; the finished cases are in {escape(str(results_file))}; "
-                                   f"finish the run with: trainspeed run --resume {escape(args.out)}[/]")
-        return 130
+                result = run_as_rank(config, console=Console(stderr=True))
+                if result is None:  # a rank other than 0: rank 0 speaks and writes for the job
+                    return 0
+            else:
+                result = run(config, console=Console(stderr=True))
+    except KeyboardInterrupt as interrupt:
+        return _interrupted(interrupt, results_file, args.out)
     comparison = _compare([(None, result)], None)
     # Files first: a closed terminal or pipe must not cost the report; a failed report must not cost the table.
     try:
@@ -251,6 +251,28 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
               f"{report_error}", file=sys.stderr)
         return 2
     return 0 if all(case.ok for case in result.cases) else 1
+
+
+def _interrupted(interrupt: KeyboardInterrupt, results_file: Path, out: str) -> int:
+    """A run stopped by Ctrl-C, SIGTERM or SIGHUP: its finished cases reported, and how to finish it.
+    Under SIGHUP the terminal may be gone: what cannot be printed is not an error."""
+    from .results import RunResult
+    from .stopping import exit_code, how
+
+    written = []
+    if results_file.is_file():
+        try:
+            written = _write_report(_compare([(None, RunResult.read(results_file))], None), results_file.parent)
+        except (TrainspeedError, OSError):
+            pass  # the results are safe; `trainspeed report` can build it later
+    report = f" (report: {escape(str(written[1]))})" if written else ""
+    try:
+        Console(stderr=True).print(f"[yellow]interrupted by {how(interrupt)}; the finished cases are in "
+                                   f"{escape(str(results_file))}{report}; finish the run with: "
+                                   f"trainspeed run --resume {escape(out)}[/]")
+    except OSError:
+        pass
+    return exit_code(interrupt)
 
 
 def _compare(labelled, baseline: str | None):

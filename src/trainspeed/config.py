@@ -110,8 +110,9 @@ class RunConfig:
         problem = worth_settings_problem(self.prices, self.cpu_watts, self.currency)
         if problem:
             raise ConfigError(problem)
-        if self.time_budget_s is not None and not math.isfinite(self.time_budget_s):
-            raise ConfigError(f"--time-budget must be a number of seconds, got {self.time_budget_s}")
+        for name, value, _, kind in numeric:
+            if kind is numbers.Real and value is not None and not math.isfinite(value):
+                raise ConfigError(f"{name} must be a number of seconds, got {value}")
         if not 0 <= self.seed <= MAX_SEED:
             raise ConfigError(f"--seed must be from 0 to {MAX_SEED} (2**32 - 1), got {self.seed}")
         if self.out is not None and not str(self.out).strip():
@@ -129,8 +130,10 @@ class RunConfig:
         for name in self.engines:
             if name not in ENGINES:
                 raise ConfigError(f"unknown engine {name!r}; choose from: {', '.join(ENGINES)}")
-        if len(set(self.engines)) < len(self.engines):
-            raise ConfigError(f"an engine is named twice in {','.join(self.engines)}")
+        for name, values in (("an engine", self.engines), ("a batch size", self.batch_sizes),
+                             ("a precision", self.precisions)):
+            if len(set(values)) < len(values):
+                raise ConfigError(f"{name} is named twice in {','.join(map(str, values))}: name each once")
         if self.per_device_batch and not self.data_parallel:
             raise ConfigError("--per-device-batch sets the batch of each device of a group: give --data-parallel too")
         if self.data_parallel and [engine for engine in self.engines if engine != DEFAULT_ENGINE]:

@@ -46,11 +46,25 @@ def rank_device(kind: str) -> torch.device:
     return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
 
 
+# Ranks start as processes that import torch: on a busy machine one may arrive many seconds after
+# another. Joining waits this long at the least, whatever --dist-timeout allows a collective.
+JOIN_TIMEOUT_S = 120.0
+_collectives: dist.ProcessGroup | None = None
+
+
 def join(backend: str, timeout_s: float) -> None:
-    """Join the job's process group; a rank that does not arrive, or a collective that does not
-    finish, within `timeout_s` raises instead of hanging."""
+    """Join the job's process group. A rank that does not arrive within max(`timeout_s`, JOIN_TIMEOUT_S),
+    or a collective that does not finish within `timeout_s` (--dist-timeout: a rank that stopped
+    answering), raises instead of hanging: the collectives run in a group of their own with that timeout."""
+    global _collectives
     if not dist.is_initialized():
-        dist.init_process_group(backend, timeout=timedelta(seconds=timeout_s))
+        dist.init_process_group(backend, timeout=timedelta(seconds=max(timeout_s, JOIN_TIMEOUT_S)))
+        _collectives = dist.new_group(timeout=timedelta(seconds=timeout_s))
+
+
+def collectives() -> dist.ProcessGroup | None:
+    """The job's group for training's collectives, with --dist-timeout; None (the default group) before join."""
+    return _collectives
 
 
 class AllReduceClock:
@@ -106,7 +120,7 @@ def _gathered(value: float, device: torch.device) -> list[float]:
     """`value` from every rank, in rank order (NCCL reduces tensors on the GPU, gloo on the CPU)."""
     slots = torch.zeros(dist.get_world_size(), dtype=torch.float64, device=device)
     slots[dist.get_rank()] = value
-    dist.all_reduce(slots)
+    dist.all_reduce(slots, group=collectives())
     return slots.tolist()
 
 
@@ -125,9 +139,10 @@ def measure_rank_repeat(config: RunConfig, key: CaseKey, repeat: int, data: Data
         torch.manual_seed(config.seed)
         spec = create_model(work.model, data.image_shape, data.num_classes)
         spec.network.to(device)
-        network = DistributedDataParallel(spec.network, device_ids=[device.index] if device.type == "cuda" else None)
+        network = DistributedDataParallel(spec.network, device_ids=[device.index] if device.type == "cuda" else None,
+                                          process_group=collectives())
         clock = AllReduceClock(device)
-        network.register_comm_hook(dist.group.WORLD, clock.hook)
+        network.register_comm_hook(collectives() or dist.group.WORLD, clock.hook)
         optimizer = spec.make_optimizer(network.parameters())
     # Dropout's masks: each rank its own stream, as in one device's batch, rather than the same masks
     # on every rank's slice (the weights are the same everywhere: DDP broadcast rank 0's).
@@ -145,13 +160,13 @@ def measure_rank_repeat(config: RunConfig, key: CaseKey, repeat: int, data: Data
     meter = power.PowerLog(meter_for(device, config.cpu_watts) if reads else "")
     with meter:
         for epoch in range(1, config.epochs + 1):
-            progress.start_epoch(f"{label}: epoch {epoch}/{config.epochs}", steps)
+            progress.start_epoch(f"{label}: epoch {epoch}/{config.epochs}", steps, count)
             order = torch.randperm(count, generator=generator).to(device)
             loss_sum = torch.zeros((), dtype=torch.float64, device=device)
             correct = torch.zeros((), dtype=torch.float64, device=device)
             peeked = PeekedStats(loss_sum, correct) if rank == 0 and device.type == "cuda" else None
             network.train()
-            dist.barrier()
+            dist.barrier(group=collectives())
             devices.synchronize(device)
             clock.seconds()  # forget the barrier's and the last epoch's
             meter.epoch_started()
@@ -188,7 +203,7 @@ def measure_rank_repeat(config: RunConfig, key: CaseKey, repeat: int, data: Data
             ranks_s = _gathered(own, device)
             meter.epoch_ended()  # after the gather: the job's epoch, a fast device's wait for the slowest included
             sums = torch.stack((loss_sum, correct))
-            dist.all_reduce(sums)
+            dist.all_reduce(sums, group=collectives())
             epoch_s.append(max(ranks_s))  # the job is as fast as its slowest rank
             own_s.append(ranks_s)
             allreduce_s.append(_gathered(reduced, device))
@@ -211,7 +226,7 @@ def _group_energy(meter: power.PowerLog, reads: bool, epoch_s: list[float], imag
         mine = (dist.get_rank(), meter.epoch_joules(epoch_s), meter.reason, meter.meter.source if meter.meter else "",
                 bool(meter.meter and meter.meter.estimate))
     everyone: list = [None] * world
-    dist.all_gather_object(everyone, mine)
+    dist.all_gather_object(everyone, mine, group=collectives())
     readers = [entry for entry in everyone if entry is not None]
     failed = next((entry for entry in readers if entry[1] is None), None)
     if failed is not None:

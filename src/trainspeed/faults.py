@@ -5,7 +5,8 @@ memory at the training step), `oom-above:N` (any batch larger than N runs out of
 `stall:MODEL` (the process is stopped with SIGSTOP for STALL_SECONDS mid-epoch, once, and a
 helper process continues it with SIGCONT: what Ctrl-Z or a frozen machine does to a run) and
 `hang:MODEL` (the process sleeps for good: a rank that stops answering). In a data-parallel job,
-`kind:MODEL@RANK` strikes that rank alone.
+`kind:MODEL@RANK` strikes that rank alone. A hang first creates the file TRAINSPEED_FAULT_MARK names,
+if set: the event a test waits on before it acts on the hung run, instead of a guessed sleep.
 Unset, as for every user, it does nothing.
 """
 
@@ -19,6 +20,7 @@ import time
 import torch
 
 VARIABLE = "TRAINSPEED_FAULT"
+MARK_VARIABLE = "TRAINSPEED_FAULT_MARK"
 STALL_SECONDS = 1.5
 _stalled = False
 
@@ -46,6 +48,8 @@ def at_training_step(model: str, rank: int | None = None) -> None:
     if kind == "stall":
         _stall_once()
     if kind == "hang":
+        if os.environ.get(MARK_VARIABLE):
+            open(os.environ[MARK_VARIABLE], "a").close()
         while True:
             time.sleep(60)
 

@@ -8,6 +8,7 @@ said, so that nobody mistakes a squashed 32x32 thumbnail for what the network sa
 
 from __future__ import annotations
 
+import stat
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,8 @@ _ORIENTATION = 0x0112  # the EXIF tag saying how a camera held the picture (1 up
 # greyscale opens as I;16 or I; a float image is taken as 0-1 when it stays within it, else 0-255.
 _WIDE_GREYSCALE = {"I;16": 65535.0, "I;16B": 65535.0, "I;16L": 65535.0, "I": 65535.0, "F": 255.0}
 _WITH_ALPHA = {"RGBA", "RGBa", "LA", "La", "PA"}
+# Larger than any photo: a file past it is not a picture to classify (and would be read whole first).
+MAX_PICTURE_BYTES = 256 * 2**20
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,7 @@ def read_picture(path: str | Path, shape: tuple[int, int, int]) -> Picture:
     readable image raises ImageFileError."""
     path = Path(path)
     channels, height, width = shape
+    _check_file(path)
     try:
         # Pillow's warnings (a large image, unreadable EXIF) would break the one-line output; what
         # matters of them is said among the changes.
@@ -77,6 +81,25 @@ def read_picture(path: str | Path, shape: tuple[int, int, int]) -> Picture:
     pixels = np.asarray(image, dtype=np.uint8)
     pixels = pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
     return Picture(path, np.ascontiguousarray(pixels), stored_size, stored_mode, tuple(changes))
+
+
+def _check_file(path: Path) -> None:
+    """Only a regular file of a picture's size is opened: a named pipe would block the read forever, a
+    device would never end."""
+    try:
+        found = path.stat()
+    except FileNotFoundError:
+        raise ImageFileError(f"no image file at {path}") from None
+    except OSError as error:
+        raise ImageFileError(f"cannot read {path} ({error.strerror or error})") from None
+    if stat.S_ISDIR(found.st_mode):
+        raise ImageFileError(f"{path} is a folder; give image files such as photo.jpg")
+    if not stat.S_ISREG(found.st_mode):
+        raise ImageFileError(f"{path} is not a regular file (a pipe, a device or a socket); give image files "
+                             "such as photo.jpg")
+    if found.st_size > MAX_PICTURE_BYTES:
+        raise ImageFileError(f"{path} is {found.st_size / 2**20:,.0f} MB, more than any picture trainspeed reads "
+                             f"({MAX_PICTURE_BYTES // 2**20} MB); give a smaller image")
 
 
 def _convert(image: Image.Image, channels: int) -> tuple[Image.Image, str | None]:

@@ -150,7 +150,7 @@ def handle_event(line: str, progress) -> dict | None:
         return None
     kind = event.get("event")
     if kind == "epoch":
-        progress.start_epoch(event["label"], event["steps"])
+        progress.start_epoch(event["label"], event["steps"], event.get("images"))
     elif kind == "progress":
         progress.update(event["step"], event["steps"], event["loss"], event["accuracy"], event.get("elapsed_s"))
     elif kind == "message":
@@ -195,9 +195,9 @@ class EventProgress:
             self._stream.write(json.dumps(event) + "\n")
             self._stream.flush()
 
-    def start_epoch(self, label: str, steps: int) -> None:
+    def start_epoch(self, label: str, steps: int, images: int | None = None) -> None:
         self._started = time.perf_counter()
-        self.emit(event="epoch", label=label, steps=steps)
+        self.emit(event="epoch", label=label, steps=steps, images=images)
 
     def update(self, step: int, steps: int, loss: float, accuracy: float) -> None:
         # The epoch's time so far, read here: events can reach the parent in bunches.
@@ -285,8 +285,10 @@ def _exit_with_parent(interval_s: float = 0.5) -> None:
 
 
 def main() -> int:
-    # Ctrl-C reaches the whole process group; the parent decides what happens to this work.
+    # Ctrl-C and a closing terminal's SIGHUP reach the whole process group; the parent decides what
+    # happens to this work (it stops this process, and marks the case interrupted).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     _exit_with_parent()
     events = os.fdopen(os.dup(sys.stdout.fileno()), "w")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())

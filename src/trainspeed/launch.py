@@ -45,8 +45,9 @@ def measure_group(config: RunConfig, key: CaseKey, repeat: int, data: Dataset, g
     # Each rank sees the group's GPUs alone, and takes the one of its local rank.
     environ = isolate_gpus(group.gpus, environ) if group.kind == "cuda" else {**environ, VISIBLE: ""}
     environ["OMP_NUM_THREADS"] = str(threads)
+    # Its logs in the job's folder, which goes with the job: by default each job left a /tmp/torchelastic_*.
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1",
-               "--nproc-per-node", str(group.world_size), "--max-restarts", "0",
+               "--nproc-per-node", str(group.world_size), "--max-restarts", "0", "--log-dir", str(folder / "logs"),
                "-m", "trainspeed.launch", str(folder / "job.json")]
     result = None
     try:
@@ -78,11 +79,32 @@ def stop(job_process: subprocess.Popen, folder: Path) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(job_process.pid, signal.SIGKILL)
             job_process.wait()
+    killed = []
     for pid_file in folder.glob("rank-*.pid"):
         try:
             os.kill(int(pid_file.read_text()), signal.SIGKILL)
+            killed.append(int(pid_file.read_text()))
         except (ProcessLookupError, ValueError, PermissionError):
             pass  # ended already
+    # Gone before the case is reported: a rank's memory and cores are free for the next case.
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in killed) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def _alive(pid: int) -> bool:
+    """Whether `pid` still runs (a zombie waiting for its parent's wait has ended: it holds nothing)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return not os.path.exists("/proc")  # no /proc: os.kill's answer is all there is
 
 
 # What a rank says when another rank is gone: a consequence, not the cause.

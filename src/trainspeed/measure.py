@@ -36,7 +36,7 @@ from .timing import Timer
 class Progress(Protocol):
     """Where a repeat says how it is going: Rich bars in the parent, events from a child."""
 
-    def start_epoch(self, label: str, steps: int) -> None: ...
+    def start_epoch(self, label: str, steps: int, images: int | None = None) -> None: ...
 
     def update(self, step: int, steps: int, loss: float, accuracy: float, elapsed_s: float | None = None) -> None: ...
 
@@ -233,7 +233,7 @@ def _train(config: RunConfig, key: CaseKey, repeat: int, data: Dataset, on_devic
     history = []
     with power.PowerLog(meter_for(device, config.cpu_watts)) as meter:
         for epoch in range(1, config.epochs + 1):
-            progress.start_epoch(f"{label}: epoch {epoch}/{config.epochs}", steps)
+            progress.start_epoch(f"{label}: epoch {epoch}/{config.epochs}", steps, len(images))
             with meter.epoch(), timer.measure("epoch") as measured:  # read after the timer's synchronize
                 stats = train_epoch(spec, optimizer, images, labels, batch_size=batch, generator=order,
                                     on_progress=report, precision=mode, graph=graph,

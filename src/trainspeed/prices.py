@@ -7,9 +7,12 @@ import math
 import re
 from dataclasses import dataclass
 
+from .cases import device_name
 from .energy import RECIPE_EPOCHS
 from .errors import ConfigError
 
+# No device costs more an hour in any currency; beyond it a cost per million images overflows to inf.
+MAX_PRICE_PER_HOUR = 1e9
 # A device ("cuda:1"), a kind ("cuda", "cpu", "mps"), as --devices names them.
 _DEVICE = re.compile(r"^(cpu|(cuda|mps|xpu)(:\d+)?)$")  # a machine has one CPU: no cpu:N
 
@@ -21,6 +24,10 @@ def parse_prices(text: str) -> dict[str, float]:
         if not part:
             continue
         device, equals, amount = (s.strip() for s in part.partition("="))
+        device = device_name(device)
+        if not equals and _DEVICE.match(device):  # cuda:0,1=3 reads as cuda:0 and 1=3
+            raise ConfigError(f"--price: {part!r} has no price: write DEVICE=PRICE for each device, e.g. --price "
+                              "cuda:0=2.49,cuda:1=2.49 (or cuda=2.49 for every GPU)")
         if not equals or not device or not amount:
             raise ConfigError(f"--price: {part!r} is not DEVICE=PRICE; write e.g. --price cpu=0.05,cuda=2.49 "
                               "(money per hour per device)")
@@ -31,8 +38,10 @@ def parse_prices(text: str) -> dict[str, float]:
             value = float(amount)
         except ValueError:
             raise ConfigError(f"--price: {amount!r} for {device} is not a number; write e.g. {device}=2.49") from None
-        if not math.isfinite(value) or value < 0:
-            raise ConfigError(f"--price: {device}={amount} must be a price per hour of 0 or more")
+        if not math.isfinite(value) or not 0 <= value <= MAX_PRICE_PER_HOUR:
+            raise ConfigError(f"--price: {device}={amount} must be a price per hour from 0 to "
+                              f"{MAX_PRICE_PER_HOUR:.0e}")
+        value += 0.0  # -0 is 0: a cost of "-0.00" reads as a refund
         if device in prices:
             raise ConfigError(f"--price: {device} is priced twice; give each device once")
         prices[device] = value

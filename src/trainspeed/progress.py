@@ -18,12 +18,17 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 REPORT_SECONDS = 0.2
 
 
-def _rate(steps: int, seconds: float, batch_size: int | None) -> str:
+def _rate(steps: int, seconds: float, batch_size: int | None, images: int | None = None) -> str:
+    """ms/step, and images/s where the batch is known: the images the steps trained on (the last batch
+    of an epoch may be partial, so never more than the epoch's `images`)."""
     if steps <= 0 or seconds <= 0:
         return "-"
     per_step = seconds / steps * 1e3
     text = f"{per_step:.0f} ms/step" if per_step >= 10 else f"{per_step:.1f} ms/step"
-    return text + (f", {steps * batch_size / seconds:,.0f} img/s" if batch_size else "")
+    if not batch_size:
+        return text
+    trained = min(steps * batch_size, images) if images else steps * batch_size
+    return text + f", {trained / seconds:,.0f} img/s"
 
 
 def batch_of(label: str) -> int | None:
@@ -52,6 +57,7 @@ class EpochProgress:
         )
         self._task = None
         self._label = ""
+        self._images: int | None = None
         self._started = 0.0
         self._last_draw = 0.0
 
@@ -62,12 +68,12 @@ class EpochProgress:
     def __exit__(self, *exc) -> None:
         self._progress.stop()
 
-    def start_epoch(self, label: str, steps: int) -> None:
+    def start_epoch(self, label: str, steps: int, images: int | None = None) -> None:
         # The case on a line of its own, the epoch on the bar's: the bar then fits 80 columns.
         case, _, epoch = label.rpartition(": ")
         if self.live and case and case != self._label.rpartition(": ")[0]:
             self.message(case)  # a plain epoch line names its case itself
-        self._label, self._started = label, time.perf_counter()
+        self._label, self._started, self._images = label, time.perf_counter(), images
         if self.live:
             self._task = self._progress.add_task(epoch or label, total=steps, loss="-", accuracy="-", rate="")
             self._progress.refresh()
@@ -80,7 +86,7 @@ class EpochProgress:
         now = time.perf_counter()
         elapsed = elapsed_s if elapsed_s is not None else now - self._started
         # The bar stays within 80 columns with ms/step alone; a plain line has room for images/s too.
-        rate = _rate(step, elapsed, None if self.live else batch_of(self._label))
+        rate = _rate(step, elapsed, None if self.live else batch_of(self._label), self._images)
         if not self.live:
             if step == steps:  # one line per epoch, as Keras's verbose=2
                 shown = f"loss {loss:.4f} - accuracy {accuracy:.4f}" if known else "loss - accuracy -"

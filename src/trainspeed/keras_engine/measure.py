@@ -36,7 +36,8 @@ class _Device:
         self.type = name.partition(":")[0]
 
 
-def epoch_clock(keras, timer: Timer, progress, label: str, epochs: int, steps: int, meter: PowerLog):
+def epoch_clock(keras, timer: Timer, progress, label: str, epochs: int, steps: int, meter: PowerLog,
+                images: int | None = None):
     """A Keras callback that times each epoch and the first step through `timer`, reads `meter` around
     each epoch (outside the timer's synchronizations), and reports progress.
 
@@ -55,7 +56,7 @@ def epoch_clock(keras, timer: Timer, progress, label: str, epochs: int, steps: i
             self._next_report = 0.0
 
         def on_epoch_begin(self, epoch, logs=None):
-            progress.start_epoch(f"{label}: epoch {epoch + 1}/{epochs}", steps)
+            progress.start_epoch(f"{label}: epoch {epoch + 1}/{epochs}", steps, images)
             meter.epoch_started()
             self._epoch = timer.measure("epoch")
             self._epoch.__enter__()
@@ -145,7 +146,7 @@ def _train(config: RunConfig, key: CaseKey, repeat: int, backend: Backend, devic
         progress.message(f"{label}: {warmup_steps} untimed warm-up steps done, timing one epoch")
     gpu = tuple(counts["gpu"]) if counts.get("gpu") else None
     with PowerLog(meter_for(device, config.cpu_watts, gpu)) as meter:
-        clock = epoch_clock(keras, timer, progress, label, config.epochs, steps, meter)
+        clock = epoch_clock(keras, timer, progress, label, config.epochs, steps, meter, len(x_train))
         model.fit(x_train, y_train, batch_size=work.batch_size, epochs=config.epochs, shuffle=True, verbose=0,
                   callbacks=[clock])
     with timer.measure("eval") as evaluated:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from ..cases import device_name
 from ..errors import DeviceError
 from .validity import peak_host_memory_bytes, reset_host_peak
 
@@ -72,9 +73,7 @@ def resolve(names: list[str] | None) -> list[torch.device]:
         return available()
     resolved: list[torch.device] = []
     for raw in names:
-        name = raw.strip().lower()
-        # "gpu" is what people type; on this tool's platforms it means the first CUDA device.
-        name = {"gpu": "cuda"}.get(name, name)
+        name = device_name(raw)
         try:
             device = torch.device(name)
         except RuntimeError:
