@@ -273,3 +273,54 @@ def test_a_gpu_jobs_ranks_see_the_parents_boards_through_its_own_mask(monkeypatc
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
     launch.measure_group(RunConfig(), CaseKey(work, "cuda:0,1"), 1, data, Group("cuda", 2, (0, 1)), 8, None)
     assert started[2]["CUDA_VISIBLE_DEVICES"] == "0,1"
+
+
+GOOD = {"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": "29500"}
+
+
+@pytest.mark.parametrize("changed, message", [
+    ({"RANK": "abc"}, "RANK='abc' is not what torchrun sets"),
+    ({"RANK": "3"}, "RANK=3 with WORLD_SIZE=2: ranks are numbered 0 to 1"),
+    ({"WORLD_SIZE": "0", "RANK": "0"}, "WORLD_SIZE='0' is not what torchrun sets (a whole number of at least 1)"),
+    ({"LOCAL_RANK": "2"}, "LOCAL_RANK=2 with LOCAL_WORLD_SIZE=2"),
+    ({"MASTER_PORT": "70000"}, "MASTER_PORT=70000 is not a port"),
+])
+def test_a_broken_torchrun_environment_is_named_in_one_line(changed, message):
+    from trainspeed.data_parallel import RankPlace, rank_place
+
+    assert rank_place(GOOD) == RankPlace(1, 2, 1, 2)
+    with pytest.raises(ConfigError) as raised:
+        rank_place({**GOOD, **changed})
+    assert str(raised.value).startswith(message) and "\n" not in str(raised.value)
+
+
+@pytest.mark.parametrize("error, message", [
+    ("DistNetworkError", "MASTER_PORT=29500 is in use by another program: choose a free port"),
+    ("DistStoreError", "rank 1 waited 120 s for the job's WORLD_SIZE=2 ranks at 127.0.0.1:29500, and not all"),
+])
+def test_a_rank_that_cannot_join_says_why(monkeypatch, error, message):
+    import torch.distributed as dist
+
+    from trainspeed import distributed
+
+    def refuse(*args, **kwargs):
+        raise getattr(dist, error)("The server socket has failed to listen on any local network address. "
+                                   "port: 29500, useIpv6: 0, code: -98, name: EADDRINUSE" if error == "DistNetworkError"
+                                   else "Timed out after 121 seconds waiting for clients. 1/2 clients joined.")
+
+    for name, value in GOOD.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(dist, "init_process_group", refuse)
+    with pytest.raises(ConfigError, match=message):
+        distributed.join("gloo", 3)
+
+
+def test_a_run_under_a_broken_torchrun_environment_ends_in_one_line(tmp_path):
+    environ = {**os.environ, "PYTHONPATH": SRC, **GOOD, "RANK": "3"}
+    done = subprocess.run([sys.executable, "-m", "trainspeed", "run", "--data-parallel", "cpu", "--models", "mlp:1",
+                           "--dataset", "synthetic", "--limit", "40", "--out", str(tmp_path / "out")],
+                          env=environ, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith("trainspeed: error: RANK=3 with WORLD_SIZE=2")

@@ -48,6 +48,42 @@ def launched_by_torchrun() -> bool:
     return all(name in os.environ for name in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"))
 
 
+@dataclass(frozen=True)
+class RankPlace:
+    """Where this process stands in a torchrun job, as its launcher's variables say."""
+
+    rank: int
+    world_size: int
+    local_rank: int
+    local_world_size: int
+
+
+def rank_place(environ: dict[str, str]) -> RankPlace:
+    """RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE and MASTER_PORT read and checked: a variable that is
+    not what torchrun sets is named in one line, before any rank waits for another."""
+    def number(name: str, default: str | None = None, least: int = 0) -> int:
+        text = environ.get(name, default)
+        if text is None or not text.strip().isdigit() or int(text) < least:
+            raise ConfigError(f"{name}={text!r} is not what torchrun sets (a whole number of at least {least}): "
+                              "start trainspeed with torchrun, or unset RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT "
+                              "to run it alone")
+        return int(text)
+
+    place = RankPlace(number("RANK"), number("WORLD_SIZE", least=1), number("LOCAL_RANK", "0"),
+                      number("LOCAL_WORLD_SIZE", "1", least=1))
+    if place.rank >= place.world_size:
+        raise ConfigError(f"RANK={place.rank} with WORLD_SIZE={place.world_size}: ranks are numbered 0 to "
+                          f"{place.world_size - 1}; start every rank with torchrun")
+    if place.local_rank >= place.local_world_size:
+        raise ConfigError(f"LOCAL_RANK={place.local_rank} with LOCAL_WORLD_SIZE={place.local_world_size}: local ranks "
+                          f"are numbered 0 to {place.local_world_size - 1}; start every rank with torchrun")
+    port = number("MASTER_PORT", least=1)
+    if port > 65535:
+        raise ConfigError(f"MASTER_PORT={port} is not a port (1 to 65535); choose a free one with torchrun's "
+                          "--master-port or --rdzv-endpoint HOST:PORT")
+    return place
+
+
 def group_of(device: str, world_size: int) -> Group:
     """The group a data-parallel case ran on, from its device and world size ('cuda:0,1', 2)."""
     kind, _, gpus = device.partition(":")

@@ -29,6 +29,7 @@ from .data_parallel import EAGER_REASON, ParallelFigures, loss_weight, merged_se
 from .energy import EnergyFigures, figures
 from .engine.evaluate import evaluate, predict
 from .engine.step import DeviceData, EpochStats, PeekedStats, forward
+from .errors import ConfigError
 from .machine import devices, power, precision
 from .machine.describe import device_label
 from .measure import copy_to_device, meter_for, step_cost
@@ -57,9 +58,28 @@ def join(backend: str, timeout_s: float) -> None:
     or a collective that does not finish within `timeout_s` (--dist-timeout: a rank that stopped
     answering), raises instead of hanging: the collectives run in a group of their own with that timeout."""
     global _collectives
-    if not dist.is_initialized():
-        dist.init_process_group(backend, timeout=timedelta(seconds=max(timeout_s, JOIN_TIMEOUT_S)))
-        _collectives = dist.new_group(timeout=timedelta(seconds=timeout_s))
+    if dist.is_initialized():
+        return
+    waited_s = max(timeout_s, JOIN_TIMEOUT_S)
+    try:
+        dist.init_process_group(backend, timeout=timedelta(seconds=waited_s))
+    except dist.DistError as error:
+        raise ConfigError(_join_failure(error, waited_s)) from None
+    _collectives = dist.new_group(timeout=timedelta(seconds=timeout_s))
+
+
+def _join_failure(error: BaseException, waited_s: float) -> str:
+    """Why this rank could not join its job, and what to do: the launcher's variables named."""
+    text = str(error)
+    port = os.environ.get("MASTER_PORT", "?")
+    if "EADDRINUSE" in text or "address already in use" in text.lower():
+        return (f"MASTER_PORT={port} is in use by another program: choose a free port with torchrun's "
+                "--master-port, or --rdzv-endpoint HOST:PORT")
+    if isinstance(error, dist.DistStoreError) or "timeout" in text.lower() or "timed out" in text.lower():
+        return (f"rank {os.environ.get('RANK', '?')} waited {waited_s:g} s for the job's WORLD_SIZE="
+                f"{os.environ.get('WORLD_SIZE', '?')} ranks at {os.environ.get('MASTER_ADDR', '?')}:{port}, and not "
+                "all of them came: start every rank with the same torchrun command (--nnodes on each machine)")
+    return f"this rank could not join its job at {os.environ.get('MASTER_ADDR', '?')}:{port}: {text.splitlines()[0]}"
 
 
 def collectives() -> dist.ProcessGroup | None:

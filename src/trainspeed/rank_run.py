@@ -20,7 +20,7 @@ from rich.console import Console
 
 from . import output, resume
 from .config import RunConfig
-from .data_parallel import BACKENDS, Group
+from .data_parallel import BACKENDS, Group, rank_place
 from .distributed import join, measure_rank_repeat, rank_device
 from .errors import ConfigError
 from .execute import new_result, write_results
@@ -55,8 +55,9 @@ def run_as_rank(config: RunConfig | None = None, *, console: Console | None = No
     """This rank's part of the run; rank 0 returns (and writes) the results, the others None."""
     config = make_config(config, **overrides)
     kind = _kind(config)
-    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
-    threads = config.cpu_threads or max(1, devices.usable_cores() // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    place = rank_place(dict(os.environ))
+    rank, world = place.rank, place.world_size
+    threads = config.cpu_threads or max(1, devices.usable_cores() // place.local_world_size)
     devices.configure_process()
     torch.set_num_threads(threads)
     device = rank_device(kind)
