@@ -9,7 +9,7 @@ import pytest
 import trainspeed
 from trainspeed.errors import ConfigError, as_arguments
 from trainspeed.plan import keyword_settings, make_config
-from trainspeed.rows import CASE_COLUMNS, CSV_FILE, case_rows, to_csv
+from trainspeed.rows import CASE_COLUMNS, CSV_FILE, case_rows, summary_html, summary_text, to_csv
 
 
 @pytest.fixture(scope="module")
@@ -133,3 +133,28 @@ def test_a_result_shows_itself_briefly_in_a_notebook(swept):
     html = result._repr_html_()
     assert html.count("<tr>") == 3 and "steady s/epoch" in html and "base64" not in html and len(html) < 3000
     assert "sample_images_b64" not in repr(result.dataset)
+
+
+def test_every_row_format_tells_data_parallel_cases_apart():
+    """Three cases that differ only in their ranks were three identical rows, the 2-rank job 1.0x 'vs CPU'."""
+    import report_fixtures as fx
+    from trainspeed.data_parallel import ParallelFigures
+    from trainspeed.fold import with_speedups
+    from trainspeed.results import RunResult
+
+    alone = fx.case("mlp:1", "cpu", 0.9)
+    one = fx.case("mlp:1", "cpu", 1.0, world_size=1, backend="gloo")
+    two = fx.case("mlp:1", "cpu", 0.6, world_size=2, backend="gloo", parallel=ParallelFigures(
+        world_size=2, backend="gloo", shards="16 + 16", threads_per_rank=1, one_device="cpu", speedup_vs_one=1.67,
+        scaling_efficiency=0.83, allreduce_share=0.1))
+    result = RunResult("0.3.0", "now", {}, {}, cases=with_speedups([alone, one, two]))
+    rows = result.to_rows()
+    identities = {tuple(row[name] for name in ("model", "device", "batch_size", "world_size", "backend",
+                                                 "per_device_batch")) for row in rows}
+    assert len(identities) == 3
+    by_ranks = {(row["world_size"], row["backend"]): row for row in rows}
+    assert by_ranks[(2, "gloo")]["speedup_vs_cpu"] is None and by_ranks[(1, "")]["speedup_vs_cpu"] == 1.0
+    assert by_ranks[(2, "gloo")]["parallel_scaling_efficiency"] == 0.83
+    assert by_ranks[(2, "gloo")]["parallel_shards"] == "16 + 16" and by_ranks[(1, "")]["parallel_shards"] is None
+    assert "world_size,backend,per_device_batch" in to_csv(rows).splitlines()[0]
+    assert "2 ranks (gloo)" in summary_text(result.cases) and "<th>ranks</th>" in summary_html(result.cases)

@@ -137,7 +137,8 @@ def with_speedups(cases: list[CaseResult]) -> list[CaseResult]:
     cpu_times = {c.workload: c.steady_epoch_s for c in cases if c.device == "cpu" and c.ok and c.steady_epoch_s}
     updated = []
     for case in cases:
-        baseline = cpu_times.get(case.workload)
+        # A group of CPU processes is the CPU: its speedup is over one rank (speedup_vs_one), not over itself.
+        baseline = None if case.backend and case.device == "cpu" else cpu_times.get(case.workload)
         ratio = speedup(baseline, case.steady_epoch_s) if baseline and case.ok and case.steady_epoch_s else None
         updated.append(case if case.speedup_vs_cpu == ratio else replace(case, speedup_vs_cpu=ratio))
     return updated

@@ -12,16 +12,20 @@ import io
 from typing import Any
 
 CSV_FILE = "results.csv"
+# Every field of a case's identity (cases.Workload, and the device) comes first: two rows that differ in
+# nothing else are the same case.
 CASE_COLUMNS = (
     "model", "device", "device_name", "dataset", "engine", "batch_size", "precision", "train_images", "test_images",
-    "image_shape", "status", "error", "epochs", "steady_epoch_s", "first_epoch_s", "images_per_s", "speedup_vs_cpu",
-    "steady_min_s", "steady_max_s", "steady_cv", "noisy", "projected", "train_loss", "train_accuracy", "test_loss",
-    "test_accuracy", "accuracy_meaningful", "params", "flops_per_step", "achieved_flops_per_s", "mfu",
-    "floor_epoch_s", "peak_memory_bytes", "peak_host_memory_bytes", "cpu_threads", "memory_format", "cuda_graph",
-    "under_load", "stalled_s", "session", "warnings", "model_files")
+    "image_shape", "world_size", "backend", "per_device_batch", "status", "error", "epochs", "steady_epoch_s",
+    "first_epoch_s", "images_per_s", "speedup_vs_cpu", "steady_min_s", "steady_max_s", "steady_cv", "noisy",
+    "projected", "train_loss", "train_accuracy", "test_loss", "test_accuracy", "accuracy_meaningful", "params",
+    "flops_per_step", "achieved_flops_per_s", "mfu", "floor_epoch_s", "peak_memory_bytes", "peak_host_memory_bytes",
+    "cpu_threads", "memory_format", "cuda_graph", "under_load", "stalled_s", "session", "warnings", "model_files")
 INFERENCE_COLUMNS = ("latency_median_s", "latency_p95_s", "images_per_s", "batch_size")
 ENERGY_COLUMNS = ("joules_per_epoch", "joules_per_image", "average_w", "peak_w", "utilization", "estimate", "source",
                   "not_measured")
+PARALLEL_COLUMNS = ("nodes", "shards", "threads_per_rank", "one_device", "speedup_vs_one", "scaling_efficiency",
+                    "allreduce_share", "allreduce_s", "slowest_rank", "step_mode")
 STARTUP_COLUMNS = ("total_s", "process_s", "import_s", "data_s", "build_s", "tuning_s", "first_step_s")
 REPEAT_COLUMNS = ("repeat", "steady_epoch_s", "first_epoch_s", "epoch_s", "test_accuracy", "stalled_s")
 
@@ -41,6 +45,8 @@ def case_rows(cases) -> list[dict[str, Any]]:
         row.update({f"inference_{name}": getattr(case.inference, name) if case.inference else None
                     for name in INFERENCE_COLUMNS})
         row.update({f"energy_{name}": getattr(case.energy, name) if case.energy else None for name in ENERGY_COLUMNS})
+        row.update({f"parallel_{name}": getattr(case.parallel, name) if case.parallel else None
+                    for name in PARALLEL_COLUMNS})
         startup = case.startup
         row.update({f"startup_{name}": getattr(startup, name) if startup else None for name in STARTUP_COLUMNS})
         repeats = case.repeats or [None]
@@ -61,9 +67,10 @@ def to_csv(rows: list[dict[str, Any]]) -> str:
 
 # What a notebook shows of a run: the figures a person reads first, one row per case.
 SUMMARY_COLUMNS = (("model", "model"), ("device", "device"), ("batch_size", "batch"), ("precision", "precision"),
-                   ("engine", "engine"), ("status", "status"), ("steady_epoch_s", "steady s/epoch"),
-                   ("images_per_s", "images/s"), ("speedup_vs_cpu", "speedup vs CPU"),
-                   ("test_accuracy", "test accuracy"), ("inference_latency_median_s", "1 image s"))
+                   ("engine", "engine"), ("world_size", "ranks"), ("status", "status"),
+                   ("steady_epoch_s", "steady s/epoch"), ("images_per_s", "images/s"),
+                   ("speedup_vs_cpu", "speedup vs CPU"), ("test_accuracy", "test accuracy"),
+                   ("inference_latency_median_s", "1 image s"))
 
 
 def _shown(name: str, value: Any) -> str:
@@ -99,6 +106,7 @@ def summary_text(cases) -> str:
                    f"{_shown('images_per_s', row['images_per_s'])} images/s, "
                    f"test accuracy {_shown('test_accuracy', row['test_accuracy'])}") if row["status"] == "ok" \
             else f"{row['status']}: {row['error']}"
+        ranks = f", {row['world_size']} ranks ({row['backend']})" if row["backend"] else ""
         lines.append(f"  {row['model']} on {row['device']} (batch {row['batch_size']}, {row['precision']}, "
-                     f"{row['engine']}): {figures}")
+                     f"{row['engine']}{ranks}): {figures}")
     return "\n".join(lines)
