@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import textwrap
@@ -165,22 +166,6 @@ def _worth_flags(command: argparse.ArgumentParser, again: bool = False) -> None:
     command.add_argument("--currency", default=None, help=f"what the prices are in, e.g. USD or EUR{instead}")
 
 
-def _with_prices(labelled, args: argparse.Namespace):
-    """Results with the prices given to report or compare in place of their own."""
-    from .errors import ConfigError
-    from .prices import parse_prices
-
-    if args.price is None:
-        if args.currency is not None:  # a currency alone would put a new name on the old amounts
-            raise ConfigError("--currency names the unit of --price: give the prices too, e.g. "
-                              "--price cpu=0.05,cuda=2.49 --currency USD")
-        return labelled
-    prices = parse_prices(",".join(args.price))
-    for _, result in labelled:  # one set of prices, in one currency, for every file
-        result.config.update(prices=prices, currency=args.currency or "")
-    return labelled
-
-
 def cmd_devices(args: argparse.Namespace, console: Console) -> int:
     from .keras_engine.backends import engines_installed
     from .machine.describe import report
@@ -256,22 +241,16 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
 def _interrupted(interrupt: KeyboardInterrupt, results_file: Path, out: str) -> int:
     """A run stopped by Ctrl-C, SIGTERM or SIGHUP: its finished cases reported, and how to finish it.
     Under SIGHUP the terminal may be gone: what cannot be printed is not an error."""
-    from .results import RunResult
+    from .reporting.build import report_beside
     from .stopping import exit_code, how
 
-    written = []
-    if results_file.is_file():
-        try:
-            written = _write_report(_compare([(None, RunResult.read(results_file))], None), results_file.parent)
-        except (TrainspeedError, OSError):
-            pass  # the results are safe; `trainspeed report` can build it later
-    report = f" (report: {escape(str(written[1]))})" if written else ""
-    try:
+    report = ""
+    with contextlib.suppress(TrainspeedError, OSError):  # else the results are safe, and `report` builds it
+        report = f" (report: {escape(str(report_beside(results_file)[1]))})" if results_file.is_file() else ""
+    with contextlib.suppress(OSError):
         Console(stderr=True).print(f"[yellow]interrupted by {how(interrupt)}; the finished cases are in "
                                    f"{escape(str(results_file))}{report}; finish the run with: "
                                    f"trainspeed run --resume {escape(out)}[/]")
-    except OSError:
-        pass
     return exit_code(interrupt)
 
 
@@ -315,21 +294,23 @@ def _report(labelled, out: Path, baseline: str | None, console: Console) -> None
 
 
 def cmd_report(args: argparse.Namespace, console: Console) -> int:
+    from .prices import repriced
     from .results import RunResult
     from .schema import results_file
 
-    result = RunResult.read(args.results)
-    _report(_with_prices([(None, result)], args), args.out or results_file(args.results).parent, None, console)
+    labelled = repriced([(None, RunResult.read(args.results))], args.price, args.currency)
+    _report(labelled, args.out or results_file(args.results).parent, None, console)
     return 0
 
 
 def cmd_compare(args: argparse.Namespace, console: Console) -> int:
+    from .prices import repriced
     from .reporting.comparison import machine_label
     from .results import RunResult
     from .schema import results_file
 
     labelled = [(machine_label(results_file(path)), RunResult.read(path)) for path in args.results]
-    _report(_with_prices(labelled, args), args.out, args.baseline, console)
+    _report(repriced(labelled, args.price, args.currency), args.out, args.baseline, console)
     return 0
 
 

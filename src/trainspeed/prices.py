@@ -91,3 +91,17 @@ def costs(per_hour: float, steady_epoch_s: float, images_per_s: float) -> Costs:
     return Costs(per_hour=per_hour, per_epoch=per_epoch, per_recipe=per_epoch * RECIPE_EPOCHS,
                  per_million_images=per_hour * 1e6 / images_per_s / 3600)
 
+
+
+def repriced(labelled: list, price_texts: list[str] | None, currency: str | None) -> list:
+    """(label, RunResult) pairs with the prices given to `report` or `compare` in place of their own: one
+    set of prices, in one currency, for every file."""
+    if price_texts is None:
+        if currency is not None:  # a currency alone would put a new name on the old amounts
+            raise ConfigError("--currency names the unit of --price: give the prices too, e.g. "
+                              "--price cpu=0.05,cuda=2.49 --currency USD")
+        return labelled
+    prices = parse_prices(",".join(price_texts))
+    for _, result in labelled:
+        result.config.update(prices=prices, currency=currency or "")
+    return labelled

@@ -307,3 +307,12 @@ def write_report(comparison: Comparison, out_dir: Path) -> list[Path]:
     except OSError as error:
         raise write_error(Path(error.filename or out_dir / REPORT_HTML), error) from None
     return [markdown, page] + [block.path for block in blocks if isinstance(block, Image)]
+
+
+def report_beside(results_file: Path) -> list[Path]:
+    """The report of a results file, written in its folder: what a run stopped part-way leaves for its
+    finished cases."""
+    from ..results import RunResult
+    from .comparison import compare
+
+    return write_report(compare([(None, RunResult.read(results_file))]), results_file.parent)
