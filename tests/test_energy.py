@@ -17,7 +17,7 @@ from trainspeed.energy import EnergyFigures
 from trainspeed.errors import ConfigError
 from trainspeed.machine import power
 from trainspeed.prices import case_price_per_hour, costs, parse_prices, price_per_hour
-from trainspeed.reporting.comparison import compare
+from trainspeed.reporting.comparison import compare, headlines
 from trainspeed.reporting.worth import case_costs, missing, system_chart, verdicts, worth_table
 
 # --- the arithmetic ------------------------------------------------------------------------
@@ -505,3 +505,17 @@ def test_a_resume_keeps_the_runs_prices_and_says_the_new_ones_are_ignored(tmp_pa
     assert "--price, --currency and --cpu-watts are ignored with --resume" in err
     config = json.loads((tmp_path / "run" / "results.json").read_text())["config"]
     assert (config["prices"], config["currency"]) == ({"cpu": 2.0}, "EUR")
+
+
+def test_the_verdict_carries_the_caveats_its_headline_carries():
+    """Against a --time-budget run it said '15.1x slower … costs 15.1x more' without 'projected' or 'under load'."""
+    cpu, gpu = seeds_with_energy().cases
+    cpu = replace(cpu, projected=True, measured_steps=40, under_load=True)
+    comparison = compare([(None, priced(fx.run_result([cpu, gpu]), {"cpu": 0.5, "cuda": 2.49}))])
+    (verdict,) = verdicts(comparison)
+    headline = next(sentence for sentence in headlines(comparison) if "faster than" in sentence)
+    for caveat in ("projected by --time-budget from the CPU's 40 steps",
+                   "the CPU was measured while other programs used the CPU"):
+        assert caveat in headline and caveat in verdict, (caveat, headline, verdict)
+    (alone,) = verdicts(compare([(None, priced(fx.run_result([cpu], gpus=False), {"cpu": 0.5}))]))
+    assert "projected by --time-budget" in alone and "measured while other programs used the CPU" in alone

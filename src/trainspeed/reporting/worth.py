@@ -17,7 +17,7 @@ from . import charts
 from .answering import subject
 from .document import Table
 from .matching import Comparison
-from .units import capital, faster_or_slower, money, seconds_phrase, times
+from .units import capital, caveats, faster_or_slower, money, seconds_phrase, times
 
 WORTH_EXPLAINED = (
     "Energy is the device's own, over the steady epochs (as the steady time is): a GPU's board as NVIDIA's NVML "
@@ -97,7 +97,8 @@ def _against(comparison: Comparison, key, column: str) -> str | None:
         clauses.append(_weighed(mine, theirs, "costs", "per million images" if found.per_image else "per epoch",
                                 (money(theirs, units[1]), money(mine, units[0]))) + " at the prices given")
     listed = " and ".join(clauses) if len(clauses) < 3 else ", ".join(clauses[:-1]) + ", and " + clauses[-1]
-    return capital(f"{comparison.who(column)} {listed}.")
+    qualified = _qualified(comparison, [(column, other), (comparison.baseline, base)])
+    return capital(f"{comparison.who(column)} {listed}{qualified}.")
 
 
 def _alone(comparison: Comparison, key, column: str) -> str | None:
@@ -116,9 +117,16 @@ def _alone(comparison: Comparison, key, column: str) -> str | None:
     if joules is not None:
         label = "an estimated " if case.energy.estimate else ""
         parts.append(f"it uses {label}{_joules_text(joules)} per epoch ({case.energy.average_w:.3g} W on average)")
-    projected = " (projected from the steps a time budget allowed)" if case.projected else ""
     return capital(f"{comparison.who(column)} trains {subject(comparison, key, training=True)} in "
-                   f"{seconds_phrase(case.steady_epoch_s)} per epoch{projected}: {'; '.join(parts)}.")
+                   f"{seconds_phrase(case.steady_epoch_s)} per epoch{_qualified(comparison, [(column, case)])}: "
+                   f"{'; '.join(parts)}.")
+
+
+def _qualified(comparison: Comparison, cases: list[tuple[str, CaseResult]]) -> str:
+    """' (projected by --time-budget …; the CPU was measured while …)': the same caveats the headline of the
+    same comparison carries (units.caveats, the one place that decides them)."""
+    note = caveats([(comparison.short(column), case) for column, case in cases])
+    return f" ({note})" if note else ""
 
 
 def verdicts(comparison: Comparison) -> list[str]:
