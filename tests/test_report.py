@@ -433,3 +433,35 @@ def test_learning_curves_ask_devices_to_agree_only_when_there_are_several(tmp_pa
     one, two = ((tmp_path / name / "report.md").read_text() for name in ("one", "two"))
     assert "Training loss and accuracy per epoch." in one and "should follow" not in one
     assert "Training loss and accuracy per epoch; the devices' curves should follow each other." in two
+
+
+def test_a_report_beside_a_results_file_describes_that_file(tmp_path, capsys):
+    from trainspeed.cli import main
+
+    folder = tmp_path / "sv"
+    fx.seeds_run().write(folder / "results.json")
+    fx.run_result([fx.case("ann", "cpu", 44.0)], gpus=False).write(folder / "results-20261101-120000.json")
+    # An archived run's report goes to a folder of its own, not over the current run's.
+    assert main(["report", str(folder / "results-20261101-120000.json")]) == 0
+    assert (folder / "results-20261101-120000-report" / "report.md").is_file() and not (folder / "report.md").exists()
+    assert main(["report", str(folder)]) == 0 and "cnn" in (folder / "report.md").read_text()
+    # At other prices than the file holds, the report needs a folder named for it.
+    before = (folder / "report.md").read_text()
+    capsys.readouterr()
+    assert main(["report", str(folder), "--price", "cpu=9"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("trainspeed: error: ") and err.count("\n") == 1
+    assert "results.json at the prices it holds; give --out FOLDER for the report at the new prices" in err
+    assert (folder / "report.md").read_text() == before
+    assert main(["report", str(folder), "--price", "cpu=9", "--out", str(tmp_path / "priced")]) == 0
+
+
+def test_a_new_report_leaves_no_picture_of_an_earlier_one(tmp_path):
+    out = tmp_path / "report"
+    out.mkdir()
+    (out / "report.md").write_text("# old\n\n![learning curves of the mlp:9](learning_mlp9.png)\n")
+    (out / "learning_mlp9.png").write_bytes(b"an earlier run's picture")
+    (out / "mine.png").write_bytes(b"the user's own")
+    written = write_report(compare([(None, fx.seeds_run())]), out)
+    assert not (out / "learning_mlp9.png").exists() and (out / "mine.png").exists()
+    assert all(path.exists() for path in written)

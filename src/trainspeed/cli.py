@@ -295,11 +295,12 @@ def _report(labelled, out: Path, baseline: str | None, console: Console) -> None
 
 def cmd_report(args: argparse.Namespace, console: Console) -> int:
     from .prices import repriced
+    from .reporting.build import report_folder
     from .results import RunResult
     from .schema import results_file
 
     labelled = repriced([(None, RunResult.read(args.results))], args.price, args.currency)
-    _report(labelled, args.out or results_file(args.results).parent, None, console)
+    _report(labelled, args.out or report_folder(results_file(args.results), args.price is not None), None, console)
     return 0
 
 

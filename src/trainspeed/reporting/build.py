@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from ..cases import CaseKey, Workload, varying_axes
@@ -296,8 +297,11 @@ def build_blocks(comparison: Comparison, out_dir: Path) -> list[Block]:
 
 
 def write_report(comparison: Comparison, out_dir: Path) -> list[Path]:
-    """Write the charts, report.md and report.html into out_dir; returns the files written."""
+    """Write the charts, report.md and report.html into out_dir; returns the files written. The pictures of
+    an earlier report there that this one does not draw are removed: beside a report, they would pass
+    for this run's."""
     out_dir = prepare_folder(out_dir)
+    earlier = _pictures_of(out_dir / REPORT_MD)
     try:
         blocks = build_blocks(comparison, out_dir)
         title = blocks[0].text if isinstance(blocks[0], Heading) else "trainspeed"
@@ -306,7 +310,19 @@ def write_report(comparison: Comparison, out_dir: Path) -> list[Path]:
         page = write_atomically(out_dir / REPORT_HTML, to_html(blocks, title))
     except OSError as error:
         raise write_error(Path(error.filename or out_dir / REPORT_HTML), error) from None
-    return [markdown, page] + [block.path for block in blocks if isinstance(block, Image)]
+    pictures = [block.path for block in blocks if isinstance(block, Image)]
+    for stale in earlier - {picture.name for picture in pictures}:
+        (out_dir / stale).unlink(missing_ok=True)
+    return [markdown, page] + pictures
+
+
+def _pictures_of(report: Path) -> set[str]:
+    """The picture files a report.md in this folder links to: trainspeed's own, and only those."""
+    try:
+        text = report.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return set()
+    return set(re.findall(r"^!\[[^\]\n]*\]\(([\w.-]+\.png)\)$", text, re.MULTILINE))
 
 
 def report_beside(results_file: Path) -> list[Path]:
@@ -316,3 +332,16 @@ def report_beside(results_file: Path) -> list[Path]:
     from .comparison import compare
 
     return write_report(compare([(None, RunResult.read(results_file))]), results_file.parent)
+
+
+def report_folder(source: Path, repriced: bool) -> Path:
+    """Where `trainspeed report FILE` writes when no --out is given. A report beside a results file
+    describes that file: an archived one (results-<time>.json) gets a folder of its own, and a report
+    at other prices than the file holds needs one named."""
+    from ..errors import ConfigError
+    from ..results import RESULTS_FILE
+
+    if repriced:
+        raise ConfigError(f"{source.parent / REPORT_MD} describes {source} at the prices it holds; give --out FOLDER "
+                          "for the report at the new prices")
+    return source.parent if source.name == RESULTS_FILE else source.parent / f"{source.stem}-report"
