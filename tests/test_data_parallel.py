@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 import trainspeed
 from trainspeed.data_parallel import (
@@ -324,3 +325,33 @@ def test_a_run_under_a_broken_torchrun_environment_ends_in_one_line(tmp_path):
                           env=environ, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
     assert done.stderr.startswith("trainspeed: error: RANK=3 with WORLD_SIZE=2")
+
+
+def test_oversubscribed_cores_are_flagged_and_never_reported_as_scaling(monkeypatch):
+    """cpu:3 on 2 cores was '3.3x slower than one (10% scaling efficiency)', and --cpu-threads 8 on 2 cores
+    went unremarked."""
+    import report_fixtures as fx
+    from trainspeed.data_parallel import ParallelFigures
+    from trainspeed.machine import validity
+    from trainspeed.reporting.scaling import scaling_sentences, scaling_text
+
+    monkeypatch.setattr(validity, "usable_cores", lambda: 2)
+    assert validity.oversubscription(2) is None
+    assert validity.oversubscription(8).startswith("8 threads on 2 cores: the cores are oversubscribed")
+    assert validity.oversubscription(1, processes=3).startswith("3 processes x 1 threads on 2 cores")
+    cpu = torch.device("cpu")
+    before = validity.Snapshot.take()
+    assert any("oversubscribed" in w for w in validity.warnings_for(cpu, cpu, before, before, threads=8))
+    assert not any("oversubscribed" in w for w in validity.warnings_for(cpu, cpu, before, before, threads=2))
+
+    def group(world, threads, speedup):
+        return fx.case("mlp:1", "cpu", 1.0, world_size=world, backend="gloo", parallel=ParallelFigures(
+            world_size=world, backend="gloo", threads_per_rank=threads, cores=2, speedup_vs_one=speedup,
+            scaling_efficiency=speedup / world, allreduce_share=0.2))
+
+    crowded, fitting = group(3, 1, 0.3), group(2, 1, 1.7)
+    assert crowded.parallel.oversubscribed and not fitting.parallel.oversubscribed
+    crowded_says, fitting_says = scaling_sentences([crowded, fitting])
+    assert "on 2 cores" in crowded_says and "oversubscribed, so this is no scaling result" in crowded_says
+    assert "efficiency" not in crowded_says and "85% scaling efficiency" in fitting_says
+    assert scaling_text(crowded) == "0.30x\noversubscribed" and scaling_text(fitting) == "1.70x, 85%"

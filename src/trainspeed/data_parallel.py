@@ -205,8 +205,15 @@ class ParallelFigures:
     allreduce_s: float | None = None  # that rank's all-reduce seconds per steady epoch
     shards: str = ""  # how a global batch is split: "16 + 16"
     threads_per_rank: int | None = None  # on the CPU
+    cores: int | None = None  # on the CPU: the cores of each machine the ranks shared
     step_mode: str = ""  # eager, and why
     # Against the same model on one device of the group (fold.with_scaling); None without one.
     one_device: str | None = None
     speedup_vs_one: float | None = None
     scaling_efficiency: float | None = None
+
+    @property
+    def oversubscribed(self) -> bool:
+        """CPU ranks whose threads together exceed their machine's cores: no scaling result."""
+        per_machine = -(-self.world_size // max(self.nodes, 1))
+        return bool(self.threads_per_rank and self.cores and per_machine * self.threads_per_rank > self.cores)

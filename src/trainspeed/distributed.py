@@ -30,7 +30,7 @@ from .energy import EnergyFigures, figures
 from .engine.evaluate import evaluate, predict
 from .engine.step import DeviceData, EpochStats, PeekedStats, forward
 from .errors import ConfigError
-from .machine import devices, power, precision
+from .machine import devices, power, precision, validity
 from .machine.describe import device_label
 from .measure import copy_to_device, meter_for, step_cost
 from .models import create_model
@@ -283,6 +283,7 @@ def _rank_zero_measurement(key, repeat, spec, on_device, device, cost, timer, hi
         allreduce_share=shares[heaviest],
         allreduce_s=median([epoch[heaviest] for epoch in allreduce_s[-len(steady):]]),
         shards=" + ".join(map(str, sizes)), threads_per_rank=threads if device.type == "cpu" else None,
+        cores=validity.usable_cores() if device.type == "cpu" else None,
         step_mode=EAGER_REASON if device.type == "cuda" else "eager")
     last = history[-1]
     return Measurement(
@@ -294,4 +295,6 @@ def _rank_zero_measurement(key, repeat, spec, on_device, device, cost, timer, hi
         peak_memory_bytes=devices.peak_device_memory_bytes(device),
         peak_host_memory_bytes=devices.peak_host_memory_bytes(), startup=replace(
             startup, steady_step_s=steady_epoch_s / steps),
-        device_name=device_label(device), cpu_threads=torch.get_num_threads(), parallel=parallel)
+        device_name=device_label(device), cpu_threads=torch.get_num_threads(), parallel=parallel,
+        warnings=(validity.oversubscription(threads, -(-world // parallel.nodes), parallel.cores),)
+        if parallel.oversubscribed else ())

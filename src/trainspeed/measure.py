@@ -276,7 +276,7 @@ def _after(device: torch.device, spec: ModelSpec, before: validity.Snapshot, uti
     `utilization`: the GPU's, as its energy meter read it inside the epochs (NVML, by the board's UUID)."""
     after = validity.Snapshot.take()
     ran_on = next(spec.network.parameters()).device
-    warnings = validity.warnings_for(device, ran_on, before, after, utilization)
+    warnings = validity.warnings_for(device, ran_on, before, after, utilization, torch.get_num_threads())
     if graph is not None and graph.failure:
         warnings.append(graph.failure)
     return dict(cuda_graph=bool(graph and graph.replaying), warnings=tuple(warnings),

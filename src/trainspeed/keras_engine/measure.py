@@ -163,7 +163,8 @@ def _train(config: RunConfig, key: CaseKey, repeat: int, backend: Backend, devic
     confusion = np.bincount(data.test_labels.astype(np.int64) * classes + predicted, minlength=classes * classes)
     epoch_s = tuple(timer.records["epoch"])
     first_epoch_s, steady_epoch_s = first_and_steady(epoch_s)
-    warnings = validity.warnings_for(_Device(device), _Device(device), before, after)
+    warnings = validity.warnings_for(_Device(device), _Device(device), before, after,
+                                     threads=config.cpu_threads or validity.usable_cores())
     if config.epochs == 1 and not warmup_steps:
         warnings.append(f"a single {work.engine} epoch includes tracing and compiling its step "
                         f"({timer.records['first step'][0]:.2f} s for the first step): use --epochs 2 or more "
@@ -185,7 +186,7 @@ def _train(config: RunConfig, key: CaseKey, repeat: int, backend: Backend, devic
                         steady_step_s=steady_epoch_s / steps),
         memory_format="channels_last" if convolutional else None,
         layout_choice="channels_last: Keras's data_format" if convolutional else None,
-        device_name=counts.get("device_name", ""), cpu_threads=config.cpu_threads or _usable_cores(),
+        device_name=counts.get("device_name", ""), cpu_threads=config.cpu_threads or validity.usable_cores(),
         stalled_s=round(watch.stalled_s, 3) if watch is not None else None,
         engine_versions=backend.versions(), engine_devices=tuple(backend.devices()))
 
@@ -235,9 +236,3 @@ def _inference(model, x_test: np.ndarray, timer: Timer, backend: Backend):
 
     return inference.measure(timer, lambda n: model.predict_on_batch(x_test[n % count:n % count + 1]),
                              batch_answerer, backend.out_of_memory)
-
-
-def _usable_cores() -> int:
-    import os
-
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

@@ -18,15 +18,9 @@ import torch
 
 from ..cases import device_name
 from ..errors import DeviceError
-from .validity import peak_host_memory_bytes, reset_host_peak
+from .validity import peak_host_memory_bytes, reset_host_peak, usable_cores
 
 MAX_THREADS_PER_CORE = 4
-
-
-def usable_cores() -> int:
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 def set_cpu_threads(threads: int | None) -> int:

@@ -106,9 +106,29 @@ def under_load(device: torch.device, before: Snapshot, after: Snapshot) -> bool:
     return device.type == "cpu" and other is not None and other > OTHER_LOAD_CORES
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity, as taskset, cgroups or Slurm narrow it)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def oversubscription(threads: int, processes: int = 1, cores: int | None = None) -> str | None:
+    """Why a CPU time is no result when `processes` x `threads` exceed the cores, or None."""
+    cores = cores or usable_cores()
+    if processes * threads <= cores:
+        return None
+    ranks = f"{processes} processes x {threads} threads" if processes > 1 else f"{threads} threads"
+    return (f"{ranks} on {cores} cores: the cores are oversubscribed, so the time measures their sharing, not "
+            f"the work; use at most {cores} threads in all (--cpu-threads)")
+
+
 def warnings_for(device: torch.device, ran_on: torch.device, before: Snapshot, after: Snapshot,
-                 gpu_utilization: float | None = None) -> list[str]:
+                 gpu_utilization: float | None = None, threads: int | None = None) -> list[str]:
     found = []
+    crowded = oversubscription(threads) if device.type == "cpu" and threads else None
+    if crowded:
+        found.append(crowded)
     if ran_on.type != device.type:
         found.append(f"asked for {device} but the model ran on {ran_on}: this is not a {device.type} figure")
     if under_load(device, before, after):

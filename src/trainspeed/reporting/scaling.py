@@ -21,6 +21,8 @@ def scaling_text(case: CaseResult) -> str:
     figures = case.parallel
     if not (figures and figures.speedup_vs_one and figures.scaling_efficiency is not None):
         return "-"
+    if figures.oversubscribed:
+        return f"{times(figures.speedup_vs_one)}\noversubscribed"
     return f"{times(figures.speedup_vs_one)}, {figures.scaling_efficiency:.0%}"
 
 
@@ -48,6 +50,11 @@ def scaling_sentences(cases: list[CaseResult]) -> list[str]:
             else f", global batch {case.batch_size}"
         share = (f"; the gradient all-reduce was in flight {figures.allreduce_share:.0%} of the epoch"
                  if figures.allreduce_share is not None else "")
+        if figures.oversubscribed:
+            sentences.append(f"{_devices(case)} of {figures.threads_per_rank} threads each, on {figures.cores} "
+                             f"cores, train the {case.model} {pace}: the cores are oversubscribed, so this is no "
+                             "scaling result; give fewer processes or --cpu-threads.")
+            continue
         sentences.append(f"{_devices(case)} train the {case.model} {pace} ({figures.scaling_efficiency:.0%} "
                          f"scaling efficiency{recipe}){share}.")
     return sentences
@@ -76,12 +83,12 @@ def scaling_table(cases: list[CaseResult]) -> Table | None:
 
 def scaling_chart(cases: list[CaseResult], path: Path) -> Path | None:
     """Images/s against the number of devices, a line per model and group kind, with the ideal line."""
-    lines: dict[tuple[str, str, int, bool], list[tuple[int, float]]] = {}
+    lines: dict[tuple[str, str, int, bool], list[tuple[int, float, bool]]] = {}
     for case in _groups(cases):
         kind = "GPU" if case.device.startswith("cuda") else "CPU"
         per_rank = case.batch_size // case.world_size if case.per_device_batch else case.batch_size
         lines.setdefault((case.model, kind, per_rank, case.per_device_batch), []).append(
-            (case.world_size, case.images_per_s))
+            (case.world_size, case.images_per_s, case.parallel.oversubscribed))
     # A line needs its one-device point: the ideal line starts there.
     lines = {key: sorted(points) for key, points in lines.items() if len(points) > 1 and min(points)[0] == 1}
     if not lines:
@@ -89,13 +96,16 @@ def scaling_chart(cases: list[CaseResult], path: Path) -> Path | None:
     figure = new_figure(8.0, 4.5)
     axes = figure.add_subplot()
     for index, ((model, kind, batch, per_device), points) in enumerate(lines.items()):
-        counts, rates = zip(*points, strict=True)
+        counts, rates, crowded = zip(*points, strict=True)
         color = PALETTE[index % len(PALETTE)]
         batch_name = f"{batch} per device" if per_device else f"global batch {batch}"
         axes.plot(counts, rates, marker="o", color=color, label=f"{model} on {kind}s, {batch_name}")
-        axes.plot(counts, [rates[0] * count for count in counts], color=color, linestyle=":", linewidth=1,
-                  label=f"ideal: {rates[0]:,.0f} x N")
-    counts = sorted({count for points in lines.values() for count, _ in points})
+        # Ideal only as far as the machine has cores for the ranks: past that, N times one is out of reach.
+        reachable = [count for count, over in zip(counts, crowded, strict=True) if not over]
+        if len(reachable) > 1:
+            axes.plot(reachable, [rates[0] * count for count in reachable], color=color, linestyle=":", linewidth=1,
+                      label=f"ideal: {rates[0]:,.0f} x N")
+    counts = sorted({count for points in lines.values() for count, _, _ in points})
     axes.set_xticks(counts, [str(count) for count in counts])
     axes.set_xlabel("devices in the group (ranks)")
     axes.set_ylabel("training images per second (higher is better)")
