@@ -377,3 +377,26 @@ def test_a_difference_inside_overlapping_noisy_ranges_is_said_to_be_no_result():
                                    "10.0 s to 12.0 s, overlapping, so the difference is not a result).")
     apart = headlines(compare([("a", first), ("b", run((6.0, 6.1, 6.2), "now"))]))
     assert apart[0].endswith("(6.10 s vs 11.0 s per epoch).")
+
+
+def test_a_failed_later_repeat_keeps_the_others_and_the_run_measures_the_rest(tmp_path, monkeypatch):
+    """--repeats 3 with repeat 2 killed: the case was failed, repeat 3 never ran, and --resume re-ran all three."""
+    real, attempted = execute._measure, []
+
+    def killed_second(config, key, kept, repeat, *args):
+        attempted.append(repeat)
+        if repeat == 2:
+            return Failure("the case's process was killed by SIGKILL")
+        return real(config, key, kept, repeat, *args)
+
+    monkeypatch.setattr(execute, "_measure", killed_second)
+    result = trainspeed.run(models=["mlp:1"], repeats=3, out=str(tmp_path), isolate=False, **QUICK)
+    (case,) = result.cases
+    assert attempted == [1, 2, 3] and case.ok and [r.repeat for r in case.repeats] == [1, 3]
+    assert "1 of 3 repeats failed (the case's process was killed by SIGKILL); the figures rest on the 2 that " \
+           "finished" in case.warnings
+    assert plan.repeats_to_keep(RunResult.read(tmp_path).cases[0]) is None  # --resume has nothing to re-run
+    # The first repeat failing still ends the case: the next would most likely fail the same way.
+    monkeypatch.setattr(execute, "_measure", lambda *args: Failure("out of memory"))
+    (failed,) = trainspeed.run(models=["mlp:1"], repeats=3, out=None, isolate=False, **QUICK).cases
+    assert failed.status == "failed" and failed.error == "out of memory"

@@ -188,23 +188,32 @@ def _run(config: RunConfig, console: Console | None, keep_models: bool, previous
                 progress.message(f"[yellow]{key.label(('batch_size', 'precision'))}: not measured:[/] {unsupported}")
                 _store(result, fold([], failure=Failure(unsupported)), path)
                 continue
-            while len(kept) < config.repeats:
+            failed: list[Failure] = []  # later repeats that failed: the others still count
+            while len(kept) + len(failed) < config.repeats:
+                repeat = len(kept) + len(failed) + 1
                 try:
                     if key.workload.backend:  # one DDP job, launched by torchrun, whatever `isolate` says
                         group = group_of(key.device, key.workload.world_size)
-                        outcome = launch.measure_group(config, key, len(kept) + 1, data, group, threads_per_rank(
+                        outcome = launch.measure_group(config, key, repeat, data, group, threads_per_rank(
                             group, groups, devices.usable_cores(), config.cpu_threads), progress)
                     else:
-                        outcome = _measure(config, key, kept, data, progress, isolate, keep_models, on_device,
-                                           load_s, result, device_names[key.device])
+                        outcome = _measure(config, key, kept, repeat, data, progress, isolate, keep_models,
+                                           on_device, load_s, result, device_names[key.device])
                 except KeyboardInterrupt:
-                    _store(result, fold(kept, interrupted=True), path)
+                    _store(result, fold(kept, interrupted=True, failed_repeats=failed), path)
                     raise
-                if isinstance(outcome, Failure):
+                if isinstance(outcome, Failure) and not kept:
+                    # The first repeat: the next would most likely fail the same way (out of memory, a bug).
                     _store(result, fold(kept, failure=outcome), path)
                     break
+                if isinstance(outcome, Failure):
+                    failed.append(outcome)
+                    progress.message(f"[yellow]{key.label(('batch_size', 'precision'))}, repeat {repeat}: "
+                                     f"{outcome.reason}; the other repeats go on[/]")
+                    _store(result, fold(kept, failed_repeats=failed), path)
+                    continue
                 kept.append(outcome)
-                case = fold(kept)
+                case = fold(kept, failed_repeats=failed)
                 _store(result, case, path)
                 if case.status == "stalled":
                     progress.message(f"[yellow]{key.label(('batch_size', 'precision'))}: {case.error}[/]")
@@ -231,11 +240,10 @@ def _folding(config: RunConfig, data: Dataset, peaks: dict, key: CaseKey, device
     return fold
 
 
-def _measure(config: RunConfig, key: CaseKey, kept: list[Measurement], data: Dataset, progress, isolate: bool,
-             keep_models: bool, on_device: dict, load_s: float, result: RunResult, device_name: str):
-    """The next repeat, in a child process or here; a kept network is stored with the results.
+def _measure(config: RunConfig, key: CaseKey, kept: list[Measurement], repeat: int, data: Dataset, progress,
+             isolate: bool, keep_models: bool, on_device: dict, load_s: float, result: RunResult, device_name: str):
+    """Repeat `repeat`, in a child process or here; a kept network is stored with the results.
     A Keras engine always runs in a child: Keras picks its backend once per process."""
-    repeat = len(kept) + 1
     # Every repeat of a case times the layout and the kernels its first repeat chose.
     layout_chosen = (kept[0].memory_format, kept[0].layout_choice) if kept and kept[0].memory_format else None
     kernels = kept[0].kernels if kept else None

@@ -37,11 +37,16 @@ def _identity(key: CaseKey, accuracy_meaningful: bool, epochs: int) -> dict:
 
 def fold_case(key: CaseKey, repeats: Sequence[Measurement], *, repeats_wanted: int, epochs: int,
               accuracy_meaningful: bool = True, peaks: dict | None = None, failure: Failure | None = None,
-              interrupted: bool = False, device_name: str = "", session: int = 0) -> CaseResult:
+              interrupted: bool = False, device_name: str = "", session: int = 0,
+              failed_repeats: Sequence[Failure] = ()) -> CaseResult:
     """The case as its repeats so far measured it; `failure` or `interrupted` end it early, and a
-    repeat whose process stopped while it was timed spoils the case (machine/stalls.py)."""
+    repeat whose process stopped while it was timed spoils the case (machine/stalls.py). A later repeat
+    that failed (`failed_repeats`) does not: the figures rest on the repeats that finished, and say so."""
     identity = dict(_identity(key, accuracy_meaningful, epochs), session=session)
     warnings = sorted({w for r in repeats for w in r.warnings} | set(failure.warnings if failure else ()))
+    if failed_repeats and repeats:
+        warnings.append(f"{len(failed_repeats)} of {repeats_wanted} repeats failed ({failed_repeats[0].reason}); the "
+                        f"figures rest on the {len(repeats)} that finished")
     stalled_s = sum(r.stalled_s or 0.0 for r in repeats) if any(r.stalled_s is not None for r in repeats) else None
     ended: dict = {}
     spoiled = [r for r in repeats if stalls.spoils(r.stalled_s, sum(r.epoch_s) or r.steady_epoch_s * epochs)]
@@ -65,7 +70,7 @@ def fold_case(key: CaseKey, repeats: Sequence[Measurement], *, repeats_wanted: i
                       [r.first_epoch_s for r in repeats], key.workload.train_images)
     roofline = _roofline(first, key, figures["steady_epoch_s"], peaks)
     warnings += roofline.pop("warnings", [])
-    status = dict(status="ok" if len(repeats) >= repeats_wanted else "partial")
+    status = dict(status="ok" if len(repeats) + len(failed_repeats) >= repeats_wanted else "partial")
     values = {**identity, **measured, **figures, **roofline, **status, **ended}
     if failure is not None and failure.peak_memory_bytes is None:
         values["peak_memory_bytes"] = first.peak_memory_bytes
