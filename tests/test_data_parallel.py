@@ -146,7 +146,8 @@ HUNG_TIMEOUT_S = 10
 
 @pytest.mark.parametrize("fault, reason", [
     ("kill:mlp:1@1", "rank 1 of 2: it was killed by SIGKILL"),
-    ("hang:mlp:1@1", f"rank 0 of 2: a collective did not finish within {HUNG_TIMEOUT_S} s"),
+    ("hang:mlp:1@1", f"rank 1 of 2 stopped answering: on rank 0, a collective did not finish within "
+                     f"{HUNG_TIMEOUT_S} s"),
     ("oom:mlp:1@1", "rank 1 of 2: out of memory (injected: CUDA out of memory"),
 ])
 def test_a_dead_or_hung_rank_fails_the_case_and_the_run_goes_on(own, monkeypatch, fault, reason):
@@ -355,3 +356,39 @@ def test_oversubscribed_cores_are_flagged_and_never_reported_as_scaling(monkeypa
     assert "on 2 cores" in crowded_says and "oversubscribed, so this is no scaling result" in crowded_says
     assert "efficiency" not in crowded_says and "85% scaling efficiency" in fitting_says
     assert scaling_text(crowded) == "0.30x\noversubscribed" and scaling_text(fitting) == "1.70x, 85%"
+
+
+def _summary(*failed: tuple[int, int]) -> list[str]:
+    """torchrun's closing summary as it prints it (PyTorch 2.13): each failed rank and its exit code."""
+    lines = ["trainspeed.launch FAILED", "-" * 60, "Failures:"]
+    for rank, code in failed:
+        lines += [f"[{rank}]:", "  time      : 2026-12-04_17:14:25", "  host      : localhost",
+                  f"  rank      : {rank} (local_rank: {rank})", f"  exitcode  : {code} (pid: 1375{rank})",
+                  "  error_file: <N/A>", "-" * 60]
+    return lines + ["=" * 60]
+
+
+TIMED_OUT = ("a collective did not finish within 10 s, so a rank stopped answering (Timed out waiting 10000ms for "
+             "recv operation to complete); raise --dist-timeout if the ranks are only slow")
+LOST = "RuntimeError: Connection closed by peer [127.0.0.1]:7077. This is typically caused by a remote worker crashing."
+
+
+@pytest.mark.parametrize("written, failed, reason", [
+    # SIGSTOP past --dist-timeout: rank 0 timed out; torchrun's SIGTERM could not reach the stopped rank, its
+    # SIGKILL did. It was reported as "killed by SIGKILL (often the kernel's out-of-memory killer)".
+    ({0: TIMED_OUT}, [(0, 1), (1, -9)], "rank 1 of 2 stopped answering: on rank 0, a collective did not finish"),
+    # A SIGTERM from outside to rank 1: rank 0 lost its peer. It was "failed with exit status 1: =====".
+    ({0: LOST}, [(0, 1), (1, -15)], "rank 1 of 2 was stopped by a SIGTERM from outside trainspeed"),
+    # The kernel's out-of-memory killer: a SIGKILL first, and the peer lost after it.
+    ({0: LOST}, [(0, 1), (1, -9)], "rank 1 of 2: it was killed by SIGKILL (often the kernel's out-of-memory"),
+    ({1: "out of memory (CUDA out of memory); try a smaller --batch-size"}, [(1, 1), (0, -15)],
+     "rank 1 of 2: out of memory"),
+    ({}, [], "the data-parallel job failed with exit status 1: torch.distributed.elastic...ChildFailedError:"),
+])
+def test_a_failed_job_is_reported_by_its_first_cause_not_its_clean_up(tmp_path, written, failed, reason):
+    from trainspeed.launch import failure_reason
+
+    for rank, text in written.items():
+        (tmp_path / f"rank-{rank}.failure").write_text(text)
+    launcher = ["torch.distributed.elastic...ChildFailedError:", "=" * 60] + (_summary(*failed) if failed else [])
+    assert failure_reason(tmp_path, launcher, 1, 2).startswith(reason)

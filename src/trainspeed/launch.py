@@ -112,23 +112,32 @@ _SECONDARY = ("connection closed", "connection reset", "broken pipe", "peer")
 
 
 def failure_reason(folder: Path, launcher_lines: list[str], code: int, world_size: int) -> str:
-    """Why the job ended without a result, said by the rank that failed first: one that died
-    without a word (killed, crashed), else one whose own error is not the loss of a peer."""
+    """Why the job ended without a result, said of the rank that failed first, never of the clean-up that
+    followed (torchrun's SIGTERM, then its SIGKILL for a rank that cannot take a SIGTERM, as a stopped one).
+    In order: a rank's own error (and, when that is a collective that timed out, the rank that wrote
+    nothing, which stopped answering); a rank that died without a word (killed, crashed); a rank stopped
+    by a SIGTERM from outside; a rank's loss of its peer; the launcher's last line."""
     reasons = {int(path.stem.split("-")[1]): path.read_text().strip() for path in folder.glob("rank-*.failure")}
     # torchrun's summary: each failed rank and its exit code (negative: the signal that ended it).
     exits = {int(rank): int(exit_code) for rank, exit_code in
              re.findall(r"\brank\s*:\s*(\d+).*?exitcode\s*:\s*(-?\d+)", "\n".join(launcher_lines), re.S)}
-    # SIGTERM is torchrun stopping the ranks that were left: not a cause.
-    silent = sorted(rank for rank, exit_code in exits.items()
-                    if rank not in reasons and exit_code != 0 and exit_code != -signal.SIGTERM)
-    if silent:
-        rank = silent[0]
-        return f"rank {rank} of {world_size}: " + describe_exit(exits[rank], "").replace("the case's process", "it")
-    if reasons:
-        own = [rank for rank, text in sorted(reasons.items()) if not any(word in text.lower() for word in _SECONDARY)]
-        rank = own[0] if own else min(reasons)
+    quiet = sorted(rank for rank, exit_code in exits.items() if rank not in reasons and exit_code != 0)
+    own = [rank for rank, text in sorted(reasons.items()) if not any(word in text.lower() for word in _SECONDARY)]
+    if own:
+        rank = own[0]
+        if quiet and "did not finish within" in reasons[rank]:
+            return f"rank {quiet[0]} of {world_size} stopped answering: on rank {rank}, {reasons[rank]}"
         return f"rank {rank} of {world_size}: {reasons[rank]}"
-    last = next((line for line in reversed(launcher_lines) if line.strip()), "")
+    killed = [rank for rank in quiet if exits[rank] != -signal.SIGTERM]
+    if killed:
+        rank = killed[0]
+        return f"rank {rank} of {world_size}: " + describe_exit(exits[rank], "").replace("the case's process", "it")
+    if quiet:  # trainspeed stops a rank only after another failed: this SIGTERM came from outside
+        return (f"rank {quiet[0]} of {world_size} was stopped by a SIGTERM from outside trainspeed, and the other "
+                "ranks lost their peer")
+    if reasons:
+        return f"rank {min(reasons)} of {world_size}: {reasons[min(reasons)]}"
+    last = next((line.strip() for line in reversed(launcher_lines) if line.strip(" =-")), "")  # not a rule
     return "the data-parallel job " + describe_exit(code, last).removeprefix("the case's process ")
 
 
