@@ -189,7 +189,9 @@ def test_sigterm_and_sighup_end_a_run_as_ctrl_c_does(tmp_path, stop, code):
     errors = " ".join(errors.split())
     assert "Traceback" not in errors and f"interrupted by {signal.Signals(stop).name}" in errors
     assert "(report: out/report.html)" in errors and "trainspeed run --resume out" in errors
-    assert statuses(RunResult.read(tmp_path / "out")) == {"mlp:1": "ok", "cnn": "interrupted"}
+    saved = RunResult.read(tmp_path / "out")
+    assert statuses(saved) == {"mlp:1": "ok", "cnn": "interrupted"}
+    assert saved.cases[1].error == f"the run was stopped by {signal.Signals(stop).name}"
     assert "mlp:1" in (tmp_path / "out" / "report.md").read_text()
 
 
@@ -296,8 +298,9 @@ def test_other_processes_loading_the_cpu_are_noticed():
 def test_resume_keeps_an_interrupted_cases_finished_repeats_and_redoes_failures():
     key = CNN
     first = Measurement(1, 1.0, epoch_s=(2.0, 1.0), first_epoch_s=2.0)
-    interrupted = fold_case(key, [first], repeats_wanted=2, epochs=2, interrupted=True)
+    interrupted = fold_case(key, [first], repeats_wanted=2, epochs=2, interrupted="SIGTERM")
     assert interrupted.status == "interrupted" and interrupted.steady_epoch_s == 1.0
+    assert interrupted.error == "the run was stopped by SIGTERM"
     assert plan.repeats_to_keep(interrupted) == [first]
     failed = fold_case(key, [], repeats_wanted=2, epochs=2, failure=Failure("out of memory"))
     assert failed.status == "failed" and failed.error == "out of memory" and plan.repeats_to_keep(failed) == []

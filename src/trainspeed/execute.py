@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from rich.console import Console
 
-from . import __version__, isolation, launch, output, resume, schema
+from . import __version__, isolation, launch, output, resume, schema, stopping
 from .after_training import MODELS_FOLDER
 from .cases import CaseKey, varying_axes
 from .config import RunConfig
@@ -199,8 +199,8 @@ def _run(config: RunConfig, console: Console | None, keep_models: bool, previous
                     else:
                         outcome = _measure(config, key, kept, repeat, data, progress, isolate, keep_models,
                                            on_device, load_s, result, device_names[key.device])
-                except KeyboardInterrupt:
-                    _store(result, fold(kept, interrupted=True, failed_repeats=failed), path)
+                except KeyboardInterrupt as interrupt:
+                    _store(result, fold(kept, interrupted=stopping.how(interrupt), failed_repeats=failed), path)
                     raise
                 if isinstance(outcome, Failure) and not kept:
                     # The first repeat: the next would most likely fail the same way (out of memory, a bug).

@@ -37,10 +37,11 @@ def _identity(key: CaseKey, accuracy_meaningful: bool, epochs: int) -> dict:
 
 def fold_case(key: CaseKey, repeats: Sequence[Measurement], *, repeats_wanted: int, epochs: int,
               accuracy_meaningful: bool = True, peaks: dict | None = None, failure: Failure | None = None,
-              interrupted: bool = False, device_name: str = "", session: int = 0,
+              interrupted: str | None = None, device_name: str = "", session: int = 0,
               failed_repeats: Sequence[Failure] = ()) -> CaseResult:
     """The case as its repeats so far measured it; `failure` or `interrupted` end it early, and a
-    repeat whose process stopped while it was timed spoils the case (machine/stalls.py). A later repeat
+    repeat whose process stopped while it was timed spoils the case (machine/stalls.py). `interrupted`
+    names what stopped the run: "Ctrl-C", "SIGTERM" or "SIGHUP". A later repeat
     that failed (`failed_repeats`) does not: the figures rest on the repeats that finished, and say so."""
     identity = dict(_identity(key, accuracy_meaningful, epochs), session=session)
     warnings = sorted({w for r in repeats for w in r.warnings} | set(failure.warnings if failure else ()))
@@ -54,7 +55,7 @@ def fold_case(key: CaseKey, repeats: Sequence[Measurement], *, repeats_wanted: i
         ended = dict(status="failed", error=failure.reason, peak_memory_bytes=failure.peak_memory_bytes,
                      memory_total_bytes=failure.memory_total_bytes, max_batch_size=failure.max_batch_size)
     elif interrupted:
-        ended = dict(status="interrupted", error="stopped by the user (Ctrl-C)")
+        ended = dict(status="interrupted", error=f"the run was stopped by {interrupted}")
     if spoiled:  # whatever else ended it: a resume must not keep a spoiled repeat
         ended = dict(status="stalled", error=stalls.stall_reason(sum(r.stalled_s for r in spoiled)))
     if not repeats:
