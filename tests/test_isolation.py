@@ -175,10 +175,10 @@ def wait_for_line(stream, *words: str) -> list[str]:
     raise AssertionError("the run ended before printing " + " ".join(words) + ":\n" + "".join(seen[-20:]))
 
 
-@pytest.mark.parametrize("stop, code", [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
-def test_sigterm_and_sighup_end_a_run_as_ctrl_c_does(tmp_path, stop, code):
-    """What `timeout`, docker stop, systemd, Slurm and a closing terminal send: the running case is marked
-    interrupted, the finished one kept and reported, and the run finished with --resume."""
+def test_sigterm_ends_a_run_as_ctrl_c_does(tmp_path, stop=signal.SIGTERM, code=143):
+    """What `timeout`, docker stop, systemd and Slurm send: the running case is marked interrupted, the
+    finished one kept and reported, and the run finished with --resume. SIGHUP (a closing terminal) takes
+    the same path: tests/test_stopping.py."""
     args = ["run", "--dataset", "synthetic", "--limit", "1600", "--devices", "cpu", "--synthetic-shape", "16x16x3",
             "--models", "mlp:1,cnn", "--epochs", "30", "--no-inference", "--out", "out"]
     process = cli(*args, cwd=tmp_path)
