@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -132,6 +133,8 @@ def test_bad_input_gives_one_line_and_no_traceback(tmp_path, case, closed_port_u
     for name in ("http_proxy", "https_proxy", "HTTPS_PROXY", "HTTP_PROXY"):
         monkeypatch.setenv(name, proxy)
     monkeypatch.setenv("no_proxy", "")
+    # urlopen keeps the first opener it builds, proxies and all: this test's dead proxy must go with it.
+    monkeypatch.setattr(urllib.request, "_opener", None)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setenv("TRAINSPEED_DATA", "afile" if case == "TRAINSPEED_DATA a file" else str(tmp_path / "cache"))
     code = main(["run", "--dataset", "synthetic", "--limit", "32", "--devices", "cpu", "--out", "out", *args])
