@@ -14,6 +14,7 @@ import pytest
 import torch
 
 import trainspeed
+import trainspeed.cli
 from trainspeed.data_parallel import (
     Group,
     global_batch,
@@ -238,6 +239,44 @@ def test_two_torchrun_nodes_on_one_host_train_one_case_and_rank_zero_alone_write
     assert own.alive() == []
 
 
+def _torchrun(own, *options: str, fault: str = "") -> tuple[int, str]:
+    """One torchrun job of two CPU ranks on this host (--standalone: torchrun finds a free port itself)."""
+    environ = {key: value for key, value in own.environ.items() if key != "TRAINSPEED_FAULT"}
+    if fault:
+        environ["TRAINSPEED_FAULT"] = fault
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                           "-m", "trainspeed", "run", *options], env=environ, capture_output=True, text=True,
+                          timeout=300)
+    return done.returncode, done.stdout + done.stderr
+
+
+def test_a_torchrun_job_that_loses_a_rank_keeps_its_cases_and_only_the_same_job_finishes_it(own, tmp_path, capsys):
+    out = tmp_path / "out"
+    code, text = _torchrun(own, "--data-parallel", "cpu", "--models", "mlp:1,mlp:2", "--dataset", "synthetic",
+                           "--synthetic-shape", "8x8x3", "--limit", "64", "--epochs", "2", "--no-inference",
+                           "--dist-timeout", str(HUNG_TIMEOUT_S), "--out", str(out), fault="hang:mlp:2@1")
+    said = " ".join(text.split())
+    # Rank 0 says what stopped the job and how to finish it, in one message: no gloo traceback.
+    assert code != 0 and "[rank0]" not in text and f'File "{SRC}' not in text, text
+    assert "interrupted by a rank of the job that stopped answering (Timed out waiting" in said
+    assert f"with `-m trainspeed run --resume {out}` in place of its trainspeed options" in said
+    first = json.loads((out / "results.json").read_text())
+    assert [(case["model"], case["status"]) for case in first["cases"]] == [("mlp:1", "ok"), ("mlp:2", "interrupted")]
+
+    # Without torchrun: refused, and told how (not "another machine" for torchrun's thread count).
+    assert trainspeed.cli.main(["run", "--resume", str(out)]) == 2
+    assert "was measured by a torchrun job of 2 ranks on 1 machine: finish it the same way" in capsys.readouterr().err
+
+    # The same job finishes it: rank 0 alone holds the folder, and the other rank trains what rank 0 planned.
+    code, text = _torchrun(own, "--resume", str(out))
+    assert code == 0, text
+    done = json.loads((out / "results.json").read_text())
+    assert [(case["model"], case["status"], case["session"]) for case in done["cases"]] == [
+        ("mlp:1", "ok", 0), ("mlp:2", "ok", 1)]
+    assert done["cases"][1]["world_size"] == 2 and len(done["sessions"]) == 2
+    assert own.alive() == []
+
+
 def test_a_gpu_jobs_ranks_see_the_parents_boards_through_its_own_mask(monkeypatch, tmp_path):
     """Under CUDA_VISIBLE_DEVICES=2,3 (as SLURM sets it) cuda:0,1 are boards 2 and 3, and each GPU rank
     gets its share of the cores."""
@@ -316,7 +355,7 @@ def test_a_rank_that_cannot_join_says_why(monkeypatch, error, message):
     monkeypatch.setattr(dist, "is_initialized", lambda: False)
     monkeypatch.setattr(dist, "init_process_group", refuse)
     with pytest.raises(ConfigError, match=message):
-        distributed.join("gloo", 3)
+        distributed.join(3)
 
 
 def test_a_run_under_a_broken_torchrun_environment_ends_in_one_line(tmp_path):

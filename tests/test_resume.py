@@ -6,7 +6,7 @@ import pytest
 
 import trainspeed
 from conftest import make_cifar_files, write_cifar_folder
-from trainspeed import execute
+from trainspeed import execute, resume
 from trainspeed.data import cifar10
 from trainspeed.errors import ResultsError
 
@@ -75,3 +75,24 @@ def test_resume_where_results_json_is_a_folder_is_one_line(tmp_path):
     (tmp_path / "results.json").mkdir()
     with pytest.raises(ResultsError, match="nothing to resume: .*results.json is not a results file"):
         execute.resume_run(tmp_path)
+
+
+JOB = {"torchrun": {"world_size": 2, "nodes": 1}}
+
+
+@pytest.mark.parametrize("recorded, current, message", [
+    # torchrun had set OMP_NUM_THREADS=1 and split the cores: this is the launcher, not another machine.
+    (JOB, {}, "was measured by a torchrun job of 2 ranks on 1 machine: finish it the same way, with the same "
+              "torchrun command on every machine and `-m trainspeed run --resume "),
+    ({}, JOB, "was measured without torchrun: finish it without torchrun, with `trainspeed run --resume "),
+    (JOB, {"torchrun": {"world_size": 4, "nodes": 2}},
+     "was measured by a torchrun job of 2 ranks on 1 machine, this is a torchrun job of 4 ranks on 2 machines"),
+])
+def test_a_run_is_finished_by_the_launcher_that_started_it(tmp_path, recorded, current, message):
+    path = tmp_path / "results.json"
+    with pytest.raises(ResultsError) as refused:
+        resume.check_launcher({"cpu": {"threads": 1}, **recorded}, {"cpu": {"threads": 2}, **current}, path)
+    assert str(refused.value).startswith(f"{path} {message}")
+    resume.check_launcher(JOB, dict(JOB), path)  # the same job: nothing to say
+    # The job is the launcher's check; the machine's check does not see it.
+    assert resume.differences({**JOB, "torch": "2.13.0"}, {"torch": "2.13.0"}) == []

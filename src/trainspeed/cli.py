@@ -205,14 +205,14 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     results_file = Path(args.out) / "results.json"
     try:
         with stops_as_interrupts():
-            if args.resume:
-                result = resume_run(args.resume, console=Console(stderr=True))
-            elif launched_by_torchrun():
+            if launched_by_torchrun():
                 from .rank_run import run_as_rank
 
-                result = run_as_rank(config, console=Console(stderr=True))
+                result = run_as_rank(config, resume_from=args.resume, console=Console(stderr=True))
                 if result is None:  # a rank other than 0: rank 0 speaks and writes for the job
                     return 0
+            elif args.resume:
+                result = resume_run(args.resume, console=Console(stderr=True))
             else:
                 result = run(config, console=Console(stderr=True))
     except KeyboardInterrupt as interrupt:
@@ -241,6 +241,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
 def _interrupted(interrupt: KeyboardInterrupt, results_file: Path, out: str) -> int:
     """A run stopped by Ctrl-C, SIGTERM or SIGHUP: its finished cases reported, and how to finish it.
     Under SIGHUP the terminal may be gone: what cannot be printed is not an error."""
+    from .data_parallel import launched_by_torchrun, resume_command
     from .reporting.build import report_beside
     from .stopping import exit_code, how
 
@@ -250,7 +251,7 @@ def _interrupted(interrupt: KeyboardInterrupt, results_file: Path, out: str) -> 
     with contextlib.suppress(OSError):
         Console(stderr=True).print(f"[yellow]interrupted by {how(interrupt)}; the finished cases are in "
                                    f"{escape(str(results_file))}{report}; finish the run with: "
-                                   f"trainspeed run --resume {escape(out)}[/]")
+                                   f"{escape(resume_command(out, launched_by_torchrun()))}[/]")
     return exit_code(interrupt)
 
 

@@ -10,6 +10,7 @@ one rank's share of the cores), so that speedup and scaling efficiency compare l
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 
 from .errors import ConfigError
@@ -41,6 +42,29 @@ class Group:
     def one_device(self) -> Group:
         """The reference: world size 1 on the group's first device."""
         return Group(self.kind, 1, self.gpus[:1])
+
+
+# What a rank's collective says when another rank is gone: a consequence of that rank's end, not a cause.
+LOST_PEER_WORDS = ("connection closed", "connection reset", "broken pipe", "peer")
+
+
+def collective_text(error: BaseException) -> str:
+    """An error's first line, without the wrapping a collective's callbacks add and the C++ file it came from."""
+    text = re.sub(r"(Got the following error when running the callback: \w+: )+", "", str(error))
+    text = re.sub(r"\[[^\]]*\.(cc|cpp|h):\d+\] ", "", text).strip()
+    return text.splitlines()[0][:200] if text else type(error).__name__
+
+
+def timed_out(text: str) -> bool:
+    return "timed out" in text.lower() or "timeout" in text.lower()
+
+
+def resume_command(out: str, under_torchrun: bool) -> str:
+    """How to finish a run stopped early: the same way it was started."""
+    if under_torchrun:
+        return (f"the same torchrun command on every machine, with `-m trainspeed run --resume {out}` in place of "
+                "its trainspeed options")
+    return f"trainspeed run --resume {out}"
 
 
 def launched_by_torchrun() -> bool:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import timedelta
 from statistics import median
@@ -21,11 +23,20 @@ import torch.distributed as dist
 from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
 from torch.nn.parallel import DistributedDataParallel
 
-from . import faults
+from . import faults, stopping
 from .cases import CaseKey, repeat_label
 from .config import RunConfig
 from .data import Dataset
-from .data_parallel import EAGER_REASON, ParallelFigures, loss_weight, merged_seconds, shard
+from .data_parallel import (
+    EAGER_REASON,
+    LOST_PEER_WORDS,
+    ParallelFigures,
+    collective_text,
+    loss_weight,
+    merged_seconds,
+    shard,
+    timed_out,
+)
 from .energy import EnergyFigures, figures
 from .engine.evaluate import evaluate, predict
 from .engine.step import DeviceData, EpochStats, PeekedStats, forward
@@ -53,19 +64,25 @@ JOIN_TIMEOUT_S = 120.0
 _collectives: dist.ProcessGroup | None = None
 
 
-def join(backend: str, timeout_s: float) -> None:
-    """Join the job's process group. A rank that does not arrive within max(`timeout_s`, JOIN_TIMEOUT_S),
-    or a collective that does not finish within `timeout_s` (--dist-timeout: a rank that stopped
-    answering), raises instead of hanging: the collectives run in a group of their own with that timeout."""
-    global _collectives
+def join(timeout_s: float) -> None:
+    """Join the job's process group, over gloo whatever the device: what goes through it is small and on the
+    CPU (rank 0's plan, its refusal), and a rank can join before it knows the device (a resumed run learns it
+    from rank 0). A rank that does not arrive within max(`timeout_s`, JOIN_TIMEOUT_S) raises instead of waiting."""
     if dist.is_initialized():
         return
     waited_s = max(timeout_s, JOIN_TIMEOUT_S)
     try:
-        dist.init_process_group(backend, timeout=timedelta(seconds=waited_s))
+        dist.init_process_group("gloo", timeout=timedelta(seconds=waited_s))
     except dist.DistError as error:
         raise ConfigError(_join_failure(error, waited_s)) from None
-    _collectives = dist.new_group(timeout=timedelta(seconds=timeout_s))
+
+
+def open_collectives(backend: str, timeout_s: float) -> None:
+    """The group training's collectives run in: the device's backend (gloo, NCCL) and --dist-timeout, so that
+    a collective a rank stopped answering raises within `timeout_s` instead of hanging. Every rank calls it."""
+    global _collectives
+    if _collectives is None:
+        _collectives = dist.new_group(backend=backend, timeout=timedelta(seconds=timeout_s))
 
 
 def _join_failure(error: BaseException, waited_s: float) -> str:
@@ -82,8 +99,28 @@ def _join_failure(error: BaseException, waited_s: float) -> str:
     return f"this rank could not join its job at {os.environ.get('MASTER_ADDR', '?')}:{port}: {text.splitlines()[0]}"
 
 
+@contextmanager
+def peers_lost_stop_the_run() -> Iterator[None]:
+    """Within: a collective that fails because another rank is gone or silent stops this run as a signal
+    would (stopping.PeerLost), so that the finished cases are kept and the run can be resumed, rather than
+    ending in the backend's traceback. Any other error is ours, and goes on as it is."""
+    try:
+        yield
+    except RuntimeError as error:
+        text = collective_text(error)
+        communication = isinstance(error, dist.DistError) or any(
+            word in str(error).lower() for word in ("gloo", "nccl", *LOST_PEER_WORDS))
+        if not communication:
+            raise
+        stopping.ignore_stops()  # the launcher's SIGTERM to this rank follows: the clean-up comes first
+        if timed_out(text):
+            raise stopping.PeerLost(f"a rank of the job that stopped answering ({text}; raise --dist-timeout if "
+                                    "the ranks are only slow)") from None
+        raise stopping.PeerLost(f"the loss of another rank of the job ({text})") from None
+
+
 def collectives() -> dist.ProcessGroup | None:
-    """The job's group for training's collectives, with --dist-timeout; None (the default group) before join."""
+    """The job's group for training's collectives, with --dist-timeout; None before open_collectives."""
     return _collectives
 
 

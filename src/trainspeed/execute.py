@@ -60,7 +60,8 @@ def new_result(config: RunConfig, data: Dataset, machine: dict) -> RunResult:
                      config=asdict(config), environment=machine, dataset=dataset_info(data), notes=list(data.notes))
 
 
-def _fresh_results_path(folder: Path) -> Path:
+def fresh_results_path(folder: Path) -> Path:
+    """Where a new run writes its results; an earlier run's results and networks are kept beside, renamed by date."""
     path = folder / RESULTS_FILE
     models = folder / MODELS_FOLDER
     archived = None
@@ -98,13 +99,20 @@ def resume_run(directory: Path, *, console: Console | None = None) -> RunResult:
     """Finish an interrupted run: keep its finished cases, run the rest with the same settings,
     on the same machine, software and data (resume.py), or refuse."""
     with output.claimed(directory) as folder:
-        path = folder / RESULTS_FILE
-        if not path.is_file():
-            raise ResultsError(f"nothing to resume: {path} is not a results file")
-        previous = RunResult.read(path)
-        resume.check_version(previous.trainspeed_version, path)
-        config = make_config(resume.resumed_config(previous.config, previous.dataset, folder))
+        previous, config = resumable(folder, {})
         return _run(config, console, False, previous, folder)
+
+
+def resumable(folder: Path, job: dict) -> tuple[RunResult, RunConfig]:
+    """An interrupted run's results and settings, when this version of trainspeed and this `job` (a torchrun
+    job's shape, or {} for a run without torchrun) can finish them."""
+    path = folder / RESULTS_FILE
+    if not path.is_file():
+        raise ResultsError(f"nothing to resume: {path} is not a results file")
+    previous = RunResult.read(path)
+    resume.check_version(previous.trainspeed_version, path)
+    resume.check_launcher(previous.environment, job, path)  # a run started otherwise is finished otherwise
+    return previous, make_config(resume.resumed_config(previous.config, previous.dataset, folder))
 
 
 def run(
@@ -155,7 +163,7 @@ def _run(config: RunConfig, console: Console | None, keep_models: bool, previous
         result = previous
     else:
         if path is not None:  # only now, when every check has passed: a refused run moves nothing
-            _fresh_results_path(folder)
+            fresh_results_path(folder)
         result = new_result(config, data, machine)
     result.sessions.append(resume.session(machine))
     session = len(result.sessions) - 1
@@ -186,7 +194,7 @@ def _run(config: RunConfig, console: Console | None, keep_models: bool, previous
                                                        torch.device(first_device(key.device)))
             if unsupported:
                 progress.message(f"[yellow]{key.label(('batch_size', 'precision'))}: not measured:[/] {unsupported}")
-                _store(result, fold([], failure=Failure(unsupported)), path)
+                store_case(result, fold([], failure=Failure(unsupported)), path)
                 continue
             failed: list[Failure] = []  # later repeats that failed: the others still count
             while len(kept) + len(failed) < config.repeats:
@@ -200,21 +208,21 @@ def _run(config: RunConfig, console: Console | None, keep_models: bool, previous
                         outcome = _measure(config, key, kept, repeat, data, progress, isolate, keep_models,
                                            on_device, load_s, result, device_names[key.device])
                 except KeyboardInterrupt as interrupt:
-                    _store(result, fold(kept, interrupted=stopping.how(interrupt), failed_repeats=failed), path)
+                    store_case(result, fold(kept, interrupted=stopping.how(interrupt), failed_repeats=failed), path)
                     raise
                 if isinstance(outcome, Failure) and not kept:
                     # The first repeat: the next would most likely fail the same way (out of memory, a bug).
-                    _store(result, fold(kept, failure=outcome), path)
+                    store_case(result, fold(kept, failure=outcome), path)
                     break
                 if isinstance(outcome, Failure):
                     failed.append(outcome)
                     progress.message(f"[yellow]{key.label(('batch_size', 'precision'))}, repeat {repeat}: "
                                      f"{outcome.reason}; the other repeats go on[/]")
-                    _store(result, fold(kept, failed_repeats=failed), path)
+                    store_case(result, fold(kept, failed_repeats=failed), path)
                     continue
                 kept.append(outcome)
                 case = fold(kept, failed_repeats=failed)
-                _store(result, case, path)
+                store_case(result, case, path)
                 if case.status == "stalled":
                     progress.message(f"[yellow]{key.label(('batch_size', 'precision'))}: {case.error}[/]")
                     break
@@ -279,7 +287,8 @@ def _peaks(result: RunResult, config: RunConfig, targets: list[str], isolate: bo
     return peaks
 
 
-def _store(result: RunResult, case, path: Path | None) -> None:
+def store_case(result: RunResult, case, path: Path | None) -> None:
+    """The case in place of its earlier state, the run's ratios brought up to date, and the files rewritten."""
     result.put(case)
     result.cases = with_scaling(with_speedups(result.cases))
     write_results(result, path)

@@ -25,7 +25,7 @@ from pathlib import Path
 from .cases import CaseKey
 from .config import RunConfig
 from .data import Dataset
-from .data_parallel import Group
+from .data_parallel import LOST_PEER_WORDS, Group, collective_text, timed_out
 from .errors import TrainspeedError
 from .isolation import EventProgress, child_config, child_environment, describe_exit, handle_event, key_from_dict
 from .results import Failure, Measurement, StartupCost
@@ -102,10 +102,6 @@ def _alive(pid: int) -> bool:
         return False
 
 
-# What a rank says when another rank is gone: a consequence, not the cause.
-_SECONDARY = ("connection closed", "connection reset", "broken pipe", "peer")
-
-
 def failure_reason(folder: Path, launcher_lines: list[str], code: int, world_size: int) -> str:
     """Why the job ended without a result, said of the rank that failed first, never of the clean-up that
     followed (torchrun's SIGTERM, then its SIGKILL for a rank that cannot take a SIGTERM, as a stopped one).
@@ -117,7 +113,7 @@ def failure_reason(folder: Path, launcher_lines: list[str], code: int, world_siz
     exits = {int(rank): int(exit_code) for rank, exit_code in
              re.findall(r"\brank\s*:\s*(\d+).*?exitcode\s*:\s*(-?\d+)", "\n".join(launcher_lines), re.S)}
     quiet = sorted(rank for rank, exit_code in exits.items() if rank not in reasons and exit_code != 0)
-    own = [rank for rank, text in sorted(reasons.items()) if not any(word in text.lower() for word in _SECONDARY)]
+    own = [rank for rank, text in sorted(reasons.items()) if not any(word in text.lower() for word in LOST_PEER_WORDS)]
     if own:
         rank = own[0]
         if quiet and "did not finish within" in reasons[rank]:
@@ -141,13 +137,10 @@ def failure_reason(folder: Path, launcher_lines: list[str], code: int, world_siz
 def _reason(error: BaseException, timeout_s: float) -> str:
     from .machine.devices import is_out_of_memory
 
-    # A collective's error comes wrapped once per callback, with the C++ file it was raised in.
-    text = re.sub(r"(Got the following error when running the callback: \w+: )+", "", str(error))
-    text = re.sub(r"\[[^\]]*\.(cc|cpp|h):\d+\] ", "", text).strip()
-    text = text.splitlines()[0][:200] if text else type(error).__name__
+    text = collective_text(error)
     if is_out_of_memory(error):
         return f"out of memory ({text}); try a smaller --batch-size"
-    if "timed out" in text.lower() or "timeout" in text.lower():
+    if timed_out(text):
         return (f"a collective did not finish within {timeout_s:g} s, so a rank stopped answering ({text}); "
                 "raise --dist-timeout if the ranks are only slow")
     if isinstance(error, TrainspeedError):
@@ -170,7 +163,7 @@ def main(argv: list[str]) -> int:
         import torch
         import torch.distributed as dist
 
-        from .distributed import join, measure_rank_repeat, rank_device
+        from .distributed import join, measure_rank_repeat, open_collectives, rank_device
         from .machine import devices
         from .plan import load_data
 
@@ -179,7 +172,8 @@ def main(argv: list[str]) -> int:
         torch.set_num_threads(job["threads"])
         device = rank_device(job["kind"])
         with devices.use(device):
-            join(job["backend"], timeout_s)
+            join(timeout_s)
+            open_collectives(job["backend"], timeout_s)
             data, load_s = load_data(config)
             outcome = measure_rank_repeat(config, key_from_dict(job["key"]), job["repeat"], data, device, progress,
                                           StartupCost(process_s=process_s, data_s=load_s), job["threads"])

@@ -22,6 +22,8 @@ from .errors import ResultsError
 
 # Measured once per run and kept with it, not a property of the machine to compare.
 _NOT_IDENTITY = ("peaks",)
+# The job a torchrun run was (its ranks and machines): checked on its own, with its own advice.
+TORCHRUN = "torchrun"
 FRESH_START = "start a new run with --out, and set the two files side by side with `trainspeed compare`"
 
 
@@ -44,7 +46,7 @@ def differences(recorded: dict[str, Any], current: dict[str, Any], prefix: str =
     """'name: recorded -> current' for each part of the machine and software that changed."""
     found = []
     for key in sorted(set(recorded) | set(current)):
-        if key in _NOT_IDENTITY:
+        if key in _NOT_IDENTITY or (not prefix and key == TORCHRUN):
             continue
         before, after = recorded.get(key), current.get(key)
         if isinstance(before, dict) and isinstance(after, dict):
@@ -76,6 +78,29 @@ def check_machine(recorded: dict[str, Any], current: dict[str, Any], path: Path)
         shown = "; ".join(changed[:3]) + (f"; and {len(changed) - 3} more" if len(changed) > 3 else "")
         raise ResultsError(f"{path} was measured on another machine or software ({shown}): a resume here "
                            f"would mix the two in one file; {FRESH_START}")
+
+
+def _job(shape: dict[str, int]) -> str:
+    ranks, nodes = shape["world_size"], shape["nodes"]
+    return f"a torchrun job of {ranks} rank{'s' * (ranks != 1)} on {nodes} machine{'s' * (nodes != 1)}"
+
+
+def check_launcher(recorded: dict[str, Any], current: dict[str, Any], path: Path) -> None:
+    """A torchrun run is finished by the same job (its cases are that group's), a plain run without torchrun:
+    the launcher's own settings (its ranks' thread counts, OMP_NUM_THREADS) are then the same too."""
+    before, after = recorded.get(TORCHRUN), current.get(TORCHRUN)
+    if before == after:
+        return
+    folder = path.parent
+    if after is None:
+        raise ResultsError(f"{path} was measured by {_job(before)}: finish it the same way, with the same torchrun "
+                           f"command on every machine and `-m trainspeed run --resume {folder}` in place of its "
+                           "trainspeed options")
+    if before is None:
+        raise ResultsError(f"{path} was measured without torchrun: finish it without torchrun, with "
+                           f"`trainspeed run --resume {folder}`")
+    raise ResultsError(f"{path} was measured by {_job(before)}, this is {_job(after)}: its cases are that group's; "
+                       "finish it with the same --nnodes and --nproc-per-node, or " + FRESH_START)
 
 
 def check_data(recorded: DatasetInfo | None, data: Dataset, path: Path) -> None:
